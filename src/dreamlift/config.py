@@ -1,0 +1,105 @@
+"""Config dataclasses -> command-line options, and the error type the CLI reports.
+
+Every runnable piece of dreamlift has a ``FooConfig`` dataclass whose fields carry
+their help text in ``field(metadata={"help": ...})``. The CLI is generated from
+those fields, so a config value always greps to the dataclass that defines it, and
+every run can write its resolved config next to its outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+__all__ = ["DreamliftError", "option", "add_config_arguments", "config_from_args", "config_to_dict", "atomic_write"]
+
+
+class DreamliftError(Exception):
+    """An error caused by the user's input or environment; the CLI prints it on one line and exits 2."""
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with help text for the generated CLI."""
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one option per field of the dataclass ``cls`` to ``parser``.
+
+    Supported field types: int, float, str, bool (``--x`` / ``--no-x``), Path, Literal[...]
+    (choices), and ``X | None`` of those. Defaults are not set on the parser: a missing
+    option leaves the dataclass default in place.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp = hints[f.name]
+        optional = False
+        if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            optional, tp = len(args) < len(get_args(tp)), args[0]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f.metadata.get("help", "")
+        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+        kw: dict[str, Any] = dict(dest=f.name, help=help_text, default=argparse.SUPPRESS)
+        if tp is bool:
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if get_origin(tp) is Literal:
+            kw["choices"] = list(get_args(tp))
+            tp = type(get_args(tp)[0])
+        conv = tp if tp in (int, float, str, Path) else str
+        if optional:
+            kw["type"] = lambda s, conv=conv: None if s.lower() == "none" else conv(s)
+        else:
+            kw["type"] = conv
+        kw["metavar"] = f.metadata.get("metavar", f.name.upper())
+        if "choices" in kw:
+            kw.pop("metavar")
+        parser.add_argument(_flag(f.name), **kw)
+
+
+def config_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
+    """Build ``cls`` from parsed options (those given) and explicit overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(ns).items() if k in names}
+    values.update(overrides)
+    return cls(**values)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (Paths become strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A crash or a full disk leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

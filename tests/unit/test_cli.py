@@ -1,0 +1,43 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dreamlift.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_help_is_instant_and_lists_commands():
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "dreamlift.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "demo2d" in out.stdout
+    # --help must not import torch (heavy imports are lazy)
+    check = subprocess.run([sys.executable, "-c", "import sys, dreamlift.cli; print('torch' in sys.modules)"],
+                           capture_output=True, text=True, check=True)
+    assert check.stdout.strip() == "False"
+    assert time.perf_counter() - start < 30  # generous: a sanity bound, not a timing test
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_unknown_option_is_a_usage_error():
+    with pytest.raises(SystemExit) as exc:
+        main(["demo2d", "--no-such-option", "1"])
+    assert exc.value.code == 2
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    marker = "<!-- test-command -->"
+    assert marker in readme
+    block = readme.split(marker, 1)[1].split("```", 2)[1]  # "bash\n<command>\n"
+    command = block.splitlines()[1].strip()
+    assert command.startswith("pip install") and "pytest" in command
+    assert command in ci
