@@ -1,0 +1,69 @@
+"""Write one section of docs/BENCHMARKS.md, leaving the other sections as they are.
+
+Each benchmark script owns the text between ``<!-- bench:NAME -->`` and
+``<!-- /bench:NAME -->`` and rewrites only that, with the command that produced it,
+the machine and the date.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+HEADER = ("# Benchmarks\n\nEvery section below is written by a script under `benchmarks/`; rerun the command "
+          "shown to reproduce it. Figures are medians of several runs unless stated; the machines are "
+          "shared and noisy, so compare ratios measured in one run rather than absolute times across runs.\n")
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def write_section(name: str, title: str, body: str) -> None:
+    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md."""
+    command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
+                                    else sys.argv[0], *sys.argv[1:]])
+    stamp = datetime.date.today().isoformat()
+    text = (f"<!-- bench:{name} -->\n## {title}\n\n- command: `{command}`\n- machine: {machine()}\n"
+            f"- date: {stamp}, commit {git_rev()}\n\n{body.strip()}\n<!-- /bench:{name} -->")
+    doc = DOC.read_text() if DOC.exists() else HEADER
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + text + doc[doc.index(end) + len(end):]
+    else:
+        doc = doc.rstrip() + "\n\n" + text + "\n"
+    from dreamlift.config import atomic_write
+
+    atomic_write(DOC, doc.encode())
