@@ -15,15 +15,17 @@ of them gives the same result once converted: the convention is parametrisation-
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["cfg_combine", "guided_denoiser", "ConditionalModel", "Denoiser"]
+__all__ = ["cfg_combine", "guided_denoiser", "ConditionalModel", "Denoiser", "Cond", "map_cond", "batch_size"]
 
-# model(x_t (B, ...), t (B,) long, cond (B, ...)) -> prediction (B, ...)
-ConditionalModel = Callable[[Tensor, Tensor, Tensor], Tensor]
+# model(x_t (B, ...), t (B,) long, cond) -> prediction (B, ...); cond is a (B, ...) tensor or a
+# dataclass of (B, ...) tensors such as the prior's TextEmbedding.
+ConditionalModel = Callable[[Tensor, Tensor, Any], Tensor]
 # denoiser(x_t (B, ...), t (B,) long) -> prediction (B, ...)
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -33,7 +35,28 @@ def cfg_combine(out_uncond: Tensor, out_cond: Tensor, scale: float) -> Tensor:
     return out_uncond + scale * (out_cond - out_uncond)
 
 
-def _expand_like(null: Tensor, cond: Tensor) -> Tensor:
+Cond = Any  # a Tensor (B, ...), or a dataclass whose fields are (B, ...) tensors (e.g. TextEmbedding)
+
+
+def map_cond(fn: Callable[..., Tensor], *conds: Cond) -> Cond:
+    """Apply ``fn`` to a tensor condition, or field by field to dataclass conditions."""
+    first = conds[0]
+    if isinstance(first, Tensor):
+        return fn(*conds)
+    if dataclasses.is_dataclass(first):
+        return dataclasses.replace(
+            first, **{f.name: fn(*(getattr(c, f.name) for c in conds)) for f in dataclasses.fields(first)})
+    raise TypeError(f"a condition must be a Tensor or a dataclass of tensors, got {type(first).__name__}")
+
+
+def batch_size(cond: Cond) -> int:
+    """B of a tensor or dataclass condition."""
+    if isinstance(cond, Tensor):
+        return cond.shape[0]
+    return getattr(cond, dataclasses.fields(cond)[0].name).shape[0]
+
+
+def _expand_one(null: Tensor, cond: Tensor) -> Tensor:
     """Broadcast a null condition of shape (B, ...), (1, ...) or (...) to cond's (B, ...)."""
     if null.shape == cond.shape:
         return null
@@ -42,8 +65,12 @@ def _expand_like(null: Tensor, cond: Tensor) -> Tensor:
     raise ValueError(f"unconditional input of shape {tuple(null.shape)} does not match condition {tuple(cond.shape)}")
 
 
+def _expand_like(null: Cond, cond: Cond) -> Cond:
+    return map_cond(_expand_one, null, cond)
+
+
 def guided_denoiser(
-    model: ConditionalModel, cond: Tensor, uncond: Tensor | None = None, scale: float = 1.0
+    model: ConditionalModel, cond: Cond, uncond: Cond | None = None, scale: float = 1.0
 ) -> Denoiser:
     """Wrap a conditional model into a denoiser(x_t, t) with classifier-free guidance.
 
@@ -51,8 +78,9 @@ def guided_denoiser(
 
     Args:
         model: model(x_t, t, cond) -> prediction.
-        cond: (B, ...) condition per sample.
-        uncond: the null condition, (B, ...), (1, ...) or cond.shape[1:]; needed unless scale == 1.
+        cond: (B, ...) condition per sample: a tensor or a dataclass of tensors.
+        uncond: the null condition, (B, ...), (1, ...) or cond.shape[1:] (per field for a
+            dataclass); needed unless scale == 1.
         scale: the guidance scale s.
     """
     if scale != 1.0 and uncond is None:
@@ -64,7 +92,8 @@ def guided_denoiser(
         return lambda x, t: model(x, t, null)
 
     def denoise(x: Tensor, t: Tensor) -> Tensor:
-        out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, cond]))  # (2B, ...)
+        both = map_cond(lambda a, b: torch.cat([a, b]), null, cond)  # (2B, ...)
+        out = model(torch.cat([x, x]), torch.cat([t, t]), both)
         out_uncond, out_cond = out.chunk(2)
         return cfg_combine(out_uncond, out_cond, scale)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .guidance import ConditionalModel, _expand_like
+from .guidance import Cond, ConditionalModel, _expand_like, batch_size, map_cond
 from .process import q_sample
 from .schedule import NoiseSchedule, gather
 from .targets import Prediction, check_prediction, from_x0_eps
@@ -24,24 +24,26 @@ from .targets import Prediction, check_prediction, from_x0_eps
 __all__ = ["diffusion_loss", "drop_condition"]
 
 
-def drop_condition(
-    cond: Tensor, null_cond: Tensor, prob: float, generator: torch.Generator | None = None
-) -> Tensor:
+def drop_condition(cond: Cond, null_cond: Cond, prob: float, generator: torch.Generator | None = None) -> Cond:
     """Replace each sample's condition by ``null_cond`` with probability ``prob``.
 
     Args:
-        cond: (B, ...) conditions (class indices or embeddings).
-        null_cond: the null condition, (B, ...), (1, ...) or cond.shape[1:].
+        cond: (B, ...) conditions (class indices or embeddings), or a dataclass of such tensors
+            (every field of a sample is replaced together).
+        null_cond: the null condition, (B, ...), (1, ...) or cond.shape[1:] (per field).
 
     Returns:
-        (B, ...) conditions, a fresh tensor.
+        conditions of the same kind, fresh tensors.
     """
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"cond_drop_prob must lie in [0, 1], got {prob}")
-    null = _expand_like(null_cond.to(cond.device, cond.dtype), cond)
-    drop = torch.rand(cond.shape[0], generator=generator, device="cpu").to(cond.device) < prob  # (B,)
-    drop = drop.reshape(-1, *([1] * (cond.ndim - 1)))
-    return torch.where(drop, null, cond)
+    drop = torch.rand(batch_size(cond), generator=generator, device="cpu") < prob  # (B,)
+
+    def one(c: Tensor, n: Tensor) -> Tensor:
+        n = _expand_like(n.to(c.device, c.dtype), c)
+        return torch.where(drop.to(c.device).reshape(-1, *([1] * (c.ndim - 1))), n, c)
+
+    return map_cond(one, cond, null_cond)
 
 
 def diffusion_loss(
@@ -50,8 +52,8 @@ def diffusion_loss(
     schedule: NoiseSchedule,
     *,
     prediction: Prediction = "eps",
-    cond: Tensor | None = None,
-    null_cond: Tensor | None = None,
+    cond: Cond | None = None,
+    null_cond: Cond | None = None,
     cond_drop_prob: float = 0.0,
     t_weights: Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -62,7 +64,8 @@ def diffusion_loss(
         model: model(x_t (B, ...), t (B,) long, cond) -> prediction of type ``prediction``.
         x0: (B, ...) clean training data.
         prediction: what the model predicts: "eps" (the paper), "x0", "v" or "mu".
-        cond: (B, ...) condition passed to the model (None for an unconditional model).
+        cond: (B, ...) condition passed to the model, a tensor or a dataclass of tensors
+            (None for an unconditional model).
         null_cond: the null condition used by caption dropout.
         cond_drop_prob: probability of replacing a sample's condition by ``null_cond``.
         t_weights: optional (T,) weight per timestep index (e.g. min-SNR weighting).

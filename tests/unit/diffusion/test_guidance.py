@@ -42,3 +42,29 @@ def test_guidance_is_the_same_in_every_parametrisation(kind):
     in_eps = cfg_combine(e_u, e_c, 6.0)
     other = cfg_combine(convert(sched, e_u, "eps", kind, x_t, t), convert(sched, e_c, "eps", kind, x_t, t), 6.0)
     torch.testing.assert_close(convert(sched, other, kind, "eps", x_t, t), in_eps)
+
+
+def test_dataclass_conditions_are_batched_field_by_field():
+    from dataclasses import dataclass
+
+    from dreamlift.diffusion import drop_condition
+
+    @dataclass
+    class Text:
+        tokens: torch.Tensor  # (B, L, D)
+        pooled: torch.Tensor  # (B, D)
+
+    def model(x, t, c):
+        return x + c.tokens.sum((1, 2)).unsqueeze(1) + c.pooled.sum(1, keepdim=True)
+
+    cond = Text(torch.randn(3, 4, 2), torch.randn(3, 2))
+    null = Text(torch.zeros(1, 4, 2), torch.zeros(1, 2))
+    x, t = torch.randn(3, 5), torch.zeros(3, dtype=torch.long)
+    got = guided_denoiser(model, cond, null, 2.5)(x, t)
+    torch.testing.assert_close(got, cfg_combine(model(x, t, Text(null.tokens.expand(3, 4, 2), null.pooled.expand(3, 2))),
+                                                model(x, t, cond), 2.5))
+    dropped = drop_condition(cond, null, 1.0)
+    assert torch.equal(dropped.tokens, torch.zeros(3, 4, 2)) and torch.equal(dropped.pooled, torch.zeros(3, 2))
+    mixed = drop_condition(Text(torch.ones(2000, 1, 1), torch.ones(2000, 1)), Text(torch.zeros(1, 1), torch.zeros(1)),
+                           0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed.tokens.flatten(), mixed.pooled.flatten())  # fields drop together
