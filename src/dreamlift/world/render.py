@@ -133,6 +133,12 @@ def trace_geometry(shape: Shape, camera: Camera, config: RenderConfig = RenderCo
     f = shape.sdf((p[:, None, :] + offsets).reshape(-1, 3)).reshape(-1, 4)  # (M, 4)
     n = f @ _TETRA  # (M, 3)
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    # A ray that grazes a sharp edge within hit_eps can stop just past it and see the far
+    # side's normal (n . d > 0). Such a hit sees the surface edge-on: drop the normal's
+    # component along the ray.
+    along = (n * d[hit_idx]).sum(-1, keepdim=True).clamp_min(0.0)  # (M, 1)
+    n = n - along * d[hit_idx]
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     R = o.shape[0]
     points = torch.zeros(R, 3)
@@ -162,7 +168,7 @@ def shade(geometry: Geometry, part_albedo: Tensor, light: Light,
         mask, pts, nrm, pid = mask[None], pts[None], nrm[None], pid[None]
     B = mask.shape[0]
     table = part_albedo.float().expand(B, -1, -1) if part_albedo.ndim == 2 else part_albedo.float()  # (B, P, 3)
-    albedo = torch.gather(table, 1, pid.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(*pid.shape, 3)
+    albedo = torch.gather(table, 1, pid.reshape(B, pid[0].numel(), 1).expand(-1, -1, 3)).reshape(*pid.shape, 3)
     pos = light.position.float().reshape(-1, 3).expand(B, 3)[:, None, None, :]  # (B, 1, 1, 3)
     amb = light.ambient.float().reshape(-1).expand(B)[:, None, None, None]  # (B, 1, 1, 1)
     to_light = pos - pts

@@ -114,13 +114,14 @@ def snowman() -> Shape:
         head = S.sphere(S.translate(p, (0.0, 0.58, 0.0)), 0.23)
         return S.smooth_union(S.smooth_union(bottom, middle, 0.05), head, 0.04)
 
-    def nose(p: Tensor) -> Tensor:  # cone along +z, tip at z = 0.42
-        return S.capped_cone(S.rotate_x(S.translate(p, (0.0, 0.58, 0.3)), 90.0), 0.12, 0.055, 0.0)
+    def nose(p: Tensor) -> Tensor:  # cone along +z from inside the head, tip at z = 0.5
+        return S.capped_cone(S.rotate_x(S.translate(p, (0.0, 0.56, 0.34)), 90.0), 0.16, 0.075, 0.0)
 
     def coal(p: Tensor) -> Tensor:
-        eyes = S.sphere(S.translate(_abs_x(p), (0.08, 0.65, 0.2)), 0.035)
-        buttons = S.union(S.sphere(S.translate(p, (0.0, 0.2, 0.3)), 0.04),
-                          S.sphere(S.translate(p, (0.0, 0.0, 0.3)), 0.04))
+        eyes = S.sphere(S.translate(_abs_x(p), (0.085, 0.65, 0.2)), 0.045)
+        buttons = S.union(S.sphere(S.translate(p, (0.0, 0.24, 0.285)), 0.055),
+                          S.sphere(S.translate(p, (0.0, 0.07, 0.31)), 0.055),
+                          S.sphere(S.translate(p, (0.0, -0.35, 0.4)), 0.055))
         return S.union(eyes, buttons)
 
     def arms(p: Tensor) -> Tensor:
@@ -244,10 +245,11 @@ def tree() -> Shape:
     """A pine tree: three stacked cones on a wooden trunk."""
 
     def foliage(p: Tensor) -> Tensor:
+        # Each tier's rim is rounded by 0.015 so the sharp edge does not get a garbled normal.
         low = S.capped_cone(S.translate(p, (0.0, -0.2, 0.0)), 0.3, 0.6, 0.0)
         mid = S.capped_cone(S.translate(p, (0.0, 0.125, 0.0)), 0.275, 0.48, 0.0)
-        top = S.capped_cone(S.translate(p, (0.0, 0.525, 0.0)), 0.325, 0.35, 0.0)
-        return S.union(low, mid, top)
+        top = S.capped_cone(S.translate(p, (0.0, 0.525, 0.0)), 0.31, 0.35, 0.0)
+        return S.union(low, mid, top) - 0.015
 
     def trunk(p: Tensor) -> Tensor:
         return S.capped_cylinder(S.translate(p, (0.0, -0.65, 0.0)), 0.1, 0.2)
