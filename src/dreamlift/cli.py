@@ -52,6 +52,11 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
                     _lazy("prior.train", "TrainPriorConfig"), _call("prior.commands", "run_train")),
     "export-prior": ("turn a train-prior checkpoint into shippable weights (fp16 safetensors + prior.json)",
                      _lazy("prior.commands", "ExportPriorConfig"), _call("prior.commands", "run_export")),
+    "make-dataset": ("render a dataset of captioned views of the procedural world (sharded .npz)",
+                     _lazy("world.dataset", "MakeDatasetConfig"), _call("world.dataset", "run_make_dataset")),
+    "train-evaluator": ("train the independent category/colour/view classifier on ground-truth renders",
+                        _lazy("evaluate.classifier", "TrainEvaluatorConfig"),
+                        _call("evaluate.classifier", "run_train_evaluator")),
 }
 
 

@@ -16,13 +16,16 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
 from .config import DreamliftError, atomic_write, config_to_dict, option
 from .diffusion import NoiseSchedule, diffusion_loss, guided_denoiser, sample
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = ["Demo2DConfig", "Component", "COMPONENTS", "sample_target", "Denoiser2D", "sliced_wasserstein", "run_demo2d"]
 
@@ -213,7 +216,7 @@ def evaluate(model: Denoiser2D, schedule: NoiseSchedule, cfg: Demo2DConfig) -> t
 PALETTE = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (166, 86, 40)]
 
 
-def plot(panels: list[tuple[str, Tensor, Tensor]], size: int = 420) -> "Image.Image":
+def plot(panels: list[tuple[str, Tensor, Tensor]], size: int = 420) -> "PIL.Image.Image":
     """Scatter plots side by side, one colour per label. Each panel: (title, points (N, 2), labels (N,))."""
     from PIL import Image, ImageDraw
 

@@ -14,7 +14,6 @@ analogue of DreamFusion's CLIP R-Precision. Three heads share one trunk:
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass

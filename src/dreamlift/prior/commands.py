@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..config import DreamliftError, atomic_write, config_to_dict, option
+from ..config import DreamliftError, atomic_write, option
 
 __all__ = ["SampleConfig", "run_sample", "ExportPriorConfig", "run_export", "check_prompt", "MAX_PROMPT_CHARS"]
 
@@ -35,6 +35,7 @@ class SampleConfig:
     steps: int = option(50, "reverse steps")
     sampler: Literal["ddim", "ddpm"] = option("ddim", "DDIM (eta = 0) or ancestral DDPM (Algorithm 2)")
     weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior)")
+    allow_out_of_world: bool = option(False, "sample even when the prompt is far from everything the prior knows")
     force: bool = option(False, "overwrite an existing output file")
 
     def validate(self) -> None:
@@ -59,6 +60,13 @@ def run_sample(cfg: SampleConfig) -> Path:
     from .sampling import image_grid
 
     prior = BuiltinPrior(cfg.weights)
+    if not cfg.allow_out_of_world:
+        from .scope import PromptScope
+
+        scope = PromptScope(prior.encoder)
+        result = scope.check(cfg.prompt)
+        if not result.in_world:
+            raise DreamliftError(scope.message(result))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
     t0 = time.perf_counter()

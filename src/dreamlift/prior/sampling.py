@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from ..diffusion import NoiseSchedule, guided_denoiser, sample
 from .text_encoder import TextEncoder
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = ["sample_images", "image_grid"]
 
@@ -60,7 +63,7 @@ def sample_images(
     return torch.cat(out)
 
 
-def image_grid(images: Tensor, rows: int | None = None, pad: int = 2) -> "Image.Image":
+def image_grid(images: Tensor, rows: int | None = None, pad: int = 2) -> "PIL.Image.Image":
     """(N, 3, H, W) images in [0, 1] -> a PIL grid image (column-major by prompt when rows = n_per_prompt)."""
     from PIL import Image
 

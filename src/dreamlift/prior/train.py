@@ -30,7 +30,7 @@ from .data import load_training_data
 from .text_encoder import TextEncoder
 from .unet import PriorUNet, UNetConfig
 
-__all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "PREVIEW_PROMPTS"]
+__all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "min_snr_weights", "PREVIEW_PROMPTS"]
 
 PREVIEW_PROMPTS = [
     "a red mug", "a blue chair", "a green house", "a white snowman", "a yellow table", "a purple donut",
@@ -53,6 +53,9 @@ class TrainPriorConfig:
     schedule: Literal["linear", "cosine"] = option("cosine", "noise schedule (cosine suits small images)")
     num_train_timesteps: int = option(1000, "T")
     cond_drop_prob: float = option(0.1, "caption dropout probability for classifier-free guidance")
+    min_snr_gamma: float = option(5.0, "min-SNR-gamma loss weighting (Hang et al. 2023); 0 turns it off")
+    init_from: Path | None = option(None, "warm-start model and EMA from exported weights (prior.safetensors + "
+                                          "prior.json), with a fresh optimiser; ignored when resuming")
     view_prob: float = option(0.5, "world data: probability that a caption ends in its view word")
     bf16: bool = option(True, "bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16, and on GPUs)")
     device: str = option("auto", "cpu, cuda, or auto")
@@ -74,6 +77,17 @@ class TrainPriorConfig:
             self.unet.validate()
         except ValueError as exc:
             raise DreamliftError(f"bad U-Net settings: {exc}") from exc
+
+
+def min_snr_weights(schedule: NoiseSchedule, prediction: str, gamma: float) -> torch.Tensor:
+    """Per-timestep loss weights of min-SNR-gamma (Hang et al. 2023, eq. 9 and section 3.4).
+
+    The x0-space weight min(SNR, gamma) becomes min(SNR, gamma) / SNR for an eps target and
+    min(SNR, gamma) / (SNR + 1) for a v target. Returns a (T,) float64 tensor.
+    """
+    snr = schedule.snr()
+    clipped = torch.clamp(snr, max=gamma)
+    return {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}[prediction]
 
 
 def _device(name: str) -> torch.device:
@@ -145,6 +159,14 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
     model = PriorUNet(cfg.unet).to(device)
     ema = PriorUNet(cfg.unet).to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
+    if resumed is None and cfg.init_from is not None:
+        from .model import BuiltinPrior
+
+        warm = BuiltinPrior(cfg.init_from, encoder=encoder)
+        if warm.unet_config.to_dict() != cfg.unet.to_dict():
+            raise DreamliftError(f"--init-from {cfg.init_from} has a different U-Net than the one asked for")
+        model.load_state_dict(warm.model.state_dict())
+        ema.load_state_dict(warm.model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     step = 0
@@ -158,6 +180,7 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
     (out / "samples").mkdir(exist_ok=True)
     atomic_write(out / "config.json", json.dumps(config_to_dict(cfg), indent=2).encode())
     null = encoder.unconditional(1).to(device)
+    t_weights = min_snr_weights(schedule, cfg.unet.prediction, cfg.min_snr_gamma) if cfg.min_snr_gamma > 0 else None
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
 
     def model_fn(x, t, text):
@@ -184,7 +207,8 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             loss = diffusion_loss(model_fn, x0.to(device), schedule, prediction=cfg.unet.prediction, cond=text,
-                                  null_cond=null, cond_drop_prob=cfg.cond_drop_prob, generator=g)
+                                  null_cond=null, cond_drop_prob=cfg.cond_drop_prob, t_weights=t_weights,
+                                  generator=g)
             if not torch.isfinite(loss):
                 raise DreamliftError(f"the loss became {loss.item()} at step {step}; lower --lr and resume")
             opt.zero_grad(set_to_none=True)

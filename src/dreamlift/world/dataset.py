@@ -19,7 +19,6 @@ Command line: ``python -m dreamlift.world.dataset OUT_DIR --num-images 100000``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing as mp
@@ -33,13 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import DreamliftError, option
 from ..render.camera import CameraDistribution, CameraSample, LightDistribution, view_word
 from .captions import random_caption
 from .colours import COLOURS
 from .render import RenderConfig, shade, trace_geometry
 from .shapes import CATEGORIES, get_shape
 
-__all__ = ["DatasetConfig", "WorldDataset", "make_dataset", "load_dataset"]
+__all__ = ["DatasetConfig", "WorldDataset", "make_dataset", "load_dataset", "MakeDatasetConfig", "run_make_dataset"]
 
 
 @dataclass(frozen=True)
@@ -232,22 +232,26 @@ def load_dataset(path: str | os.PathLike) -> WorldDataset:
     return WorldDataset(captions=captions, meta=meta, **arrays)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: make a dataset with the default distributions."""
-    p = argparse.ArgumentParser(description="Render a dataset of views of the dreamlift world.")
-    p.add_argument("out_dir")
-    p.add_argument("--num-images", type=int, default=10_000)
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--colours-per-view", type=int, default=4)
-    p.add_argument("--shard-size", type=int, default=5_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=os.cpu_count() or 1)
-    a = p.parse_args(argv)
-    out = make_dataset(DatasetConfig(a.out_dir, a.num_images, a.resolution, a.colours_per_view, a.shard_size,
-                                     a.seed, a.num_workers))
+@dataclass
+class MakeDatasetConfig:
+    """Settings of ``dreamlift make-dataset`` (the distributions are the documented defaults)."""
+
+    out: Path = option(Path("data/world"), "output folder (must not exist, or be empty)")
+    num_images: int = option(100_000, "number of images")
+    resolution: int = option(64, "image side in pixels")
+    colours_per_view: int = option(4, "colours each traced view is shaded in")
+    seed: int = option(0, "seed (a held-out set is just another seed)")
+    num_workers: int = option(os.cpu_count() or 1, "worker processes")
+
+
+def run_make_dataset(cfg: MakeDatasetConfig) -> Path:
+    """Make a dataset, turning bad settings into one-line errors."""
+    try:
+        out = make_dataset(DatasetConfig(str(cfg.out), cfg.num_images, cfg.resolution, cfg.colours_per_view,
+                                         seed=cfg.seed, num_workers=cfg.num_workers))
+    except (ValueError, FileExistsError) as exc:
+        raise DreamliftError(str(exc)) from exc
     meta = json.loads((out / "meta.json").read_text())
-    print(f"wrote {meta['num_images']} images to {out} in {meta['seconds']:.1f} s ({meta['images_per_second']:.0f} images/s)")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"wrote {meta['num_images']} images to {out} in {meta['seconds']:.1f} s "
+          f"({meta['images_per_second']:.0f} images/s)")
+    return out

@@ -1,7 +1,6 @@
 """Training the prior through the real code, on tiny data with a tiny U-Net."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,8 +80,19 @@ def test_export_loads_as_builtin_prior_and_samples_reproducibly(folder, tmp_path
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
     out = tmp_path / "grid.png"
     assert main(["sample", "a red square", "--out", str(out), "--n", "3", "--steps", "4",
-                 "--weights", str(dest)]) == 0
+                 "--weights", str(dest), "--allow-out-of-world"]) == 0
     assert Image.open(out).size[0] > 16
+
+
+def test_sample_refuses_out_of_world_prompts(folder, tmp_path, encoder, capsys):
+    train_prior(_cfg(folder, tmp_path / "run"), progress=False, encoder=encoder)
+    dest = export_prior(tmp_path / "run" / "checkpoint.pt", tmp_path / "export")
+    out = tmp_path / "dragon.png"
+    assert main(["sample", "a dragon breathing fire", "--out", str(out), "--weights", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert "outside the built-in prior's world" in err and "Stable Diffusion" in err
+    assert not out.exists()
+    assert main(["sample", "a red mug", "--out", str(out), "--weights", str(dest), "--n", "1", "--steps", "2"]) == 0
 
 
 def test_corrupt_or_missing_files_give_clear_errors(folder, tmp_path, encoder, capsys):
@@ -112,3 +122,27 @@ def test_bad_training_inputs(tmp_path, folder, encoder):
         train_prior(TrainPriorConfig(data=folder, steps=0), encoder=encoder)
     with pytest.raises(DreamliftError, match="U-Net"):
         TrainPriorConfig(data=folder, unet=UNetConfig(resolution=30, channels=(16, 32, 64))).validate()
+
+
+def test_min_snr_weights_follow_the_formula():
+    from dreamlift.diffusion import NoiseSchedule
+    from dreamlift.prior.train import min_snr_weights
+
+    s = NoiseSchedule.cosine(1000)
+    snr = s.snr()
+    w = min_snr_weights(s, "eps", 5.0)
+    low_noise = snr > 5  # clipped: weight 5 / SNR < 1
+    torch.testing.assert_close(w[low_noise], 5 / snr[low_noise])
+    assert torch.all(w[~low_noise] == 1)  # unclipped: plain L_simple
+    torch.testing.assert_close(min_snr_weights(s, "v", 5.0), torch.clamp(snr, max=5) / (snr + 1))
+
+
+def test_warm_start_from_exported_weights(folder, tmp_path, encoder):
+    train_prior(_cfg(folder, tmp_path / "run"), progress=False, encoder=encoder)
+    dest = export_prior(tmp_path / "run" / "checkpoint.pt", tmp_path / "export")
+    train_prior(_cfg(folder, tmp_path / "warm", init_from=dest), progress=False, encoder=encoder, stop_after=1)
+    exported = BuiltinPrior(dest, encoder=encoder).model.state_dict()
+    warm = load_checkpoint(tmp_path / "warm" / "checkpoint.pt")
+    # after one step the EMA has barely moved from the exported (fp16) weights
+    k = next(iter(exported))
+    torch.testing.assert_close(warm["ema"][k], exported[k], atol=2e-2, rtol=0)
