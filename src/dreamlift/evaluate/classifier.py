@@ -112,8 +112,8 @@ class TrainEvaluatorConfig:
     data: Path = option(Path("data/world"), "a world dataset folder (ground-truth renders)")
     out: Path = option(Path("evaluator"), "folder to write evaluator.safetensors and evaluator.json")
     resolution: int = option(32, "image side the classifier works at")
-    width: int = option(32, "channels of the first block")
-    epochs: int = option(4, "passes over the training split")
+    width: int = option(16, "channels of the first block")
+    epochs: float = option(0.5, "passes over the training split (fractions allowed)")
     batch_size: int = option(128, "images per step")
     lr: float = option(2e-3, "AdamW learning rate (cosine-decayed)")
     holdout: float = option(0.1, "fraction of images held out to measure accuracy")
@@ -164,7 +164,7 @@ def train_evaluator(cfg: TrainEvaluatorConfig, progress: bool = False) -> dict:
     n_hold = max(1, int(len(data) * cfg.holdout))
     hold, train = perm[:n_hold], perm[n_hold:]
     model = WorldClassifier(len(categories), len(colours), cfg.width)
-    steps = cfg.epochs * (len(train) // cfg.batch_size)
+    steps = int(cfg.epochs * (len(train) // cfg.batch_size))
     if steps <= 0:
         raise DreamliftError("too few images for one training step; make a larger dataset")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)

@@ -1,0 +1,144 @@
+"""Benchmark the built-in prior and its evaluator; writes a section of docs/BENCHMARKS.md.
+
+    python benchmarks/prior_quality.py --heldout data/world-heldout
+
+1. The evaluator's accuracy on held-out ground-truth renders (a dataset made with
+   another seed than the training data).
+2. Samples at the default settings for every (category, colour) pair: the fraction of
+   pairs where >= 90% of n samples get the right category / colour from the evaluator.
+3. The same for prompts phrased with held-out synonyms (never in a training caption).
+4. View words: "<prompt>, front view" and ", back view" for the front-facing categories,
+   scored by the evaluator's view head.
+5. Sampling time per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from report import write_section
+
+from dreamlift.evaluate.classifier import VIEWS, Evaluator, _view_labels, evaluate_accuracy
+from dreamlift.prior.data import load_training_data
+from dreamlift.prior.model import BuiltinPrior
+from dreamlift.world import CATEGORIES, COLOUR_NAMES, FRONT_FACING
+from dreamlift.world.captions import CATEGORY_SYNONYMS, COLOUR_SYNONYMS, HELD_OUT_SYNONYMS
+
+
+def noun(cat: str) -> str:
+    return CATEGORY_SYNONYMS[cat][0]
+
+
+def article(text: str) -> str:
+    return ("an " if text[0] in "aeiou" else "a ") + text
+
+
+def score_prompts(prior, ev, prompts, labels, n, steps, guidance, seed):
+    """labels: list of (category index, colour index) per prompt. Returns per-prompt accuracies and s/image."""
+    t0 = time.perf_counter()
+    images = prior.sample(prompts, n_per_prompt=n, steps=steps, guidance_scale=guidance, seed=seed, bf16=True)
+    seconds = (time.perf_counter() - t0) / images.shape[0]
+    pred = ev.predict(images)
+    cat = pred.category.argmax(-1).reshape(len(prompts), n)
+    col = pred.colour.argmax(-1).reshape(len(prompts), n)
+    view = pred.view.argmax(-1).reshape(len(prompts), n)
+    rows = []
+    for i, (c, k) in enumerate(labels):
+        rows.append({"prompt": prompts[i], "category_acc": float((cat[i] == c).float().mean()),
+                     "colour_acc": float((col[i] == k).float().mean()) if k is not None else None,
+                     "views": [VIEWS[v] for v in view[i].tolist()]})
+    return rows, seconds, images
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--heldout", type=Path, default=Path("data/world-heldout"))
+    ap.add_argument("--weights", type=Path, default=None, help="prior folder (default: shipped)")
+    ap.add_argument("--n", type=int, default=8, help="samples per prompt")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write all per-prompt results here")
+    args = ap.parse_args()
+    ev = Evaluator()
+    cats, cols = ev.categories, ev.colours
+
+    # 1. evaluator on held-out ground truth
+    data = load_training_data(args.heldout, ev.resolution)
+    lab = data.labels
+    view = _view_labels(lab["azimuth"], lab["elevation"])
+    front_ids = torch.tensor([cats.index(c) for c in FRONT_FACING])
+    acc = evaluate_accuracy(ev.model, data.images, lab["category"], lab["colour"], view,
+                            torch.isin(lab["category"], front_ids))
+
+    prior = BuiltinPrior(args.weights)
+    # 2. every (category, colour) pair
+    pairs = [(c, k) for c in CATEGORIES for k in COLOUR_NAMES]
+    prompts = [article(f"{k} {noun(c)}") for c, k in pairs]
+    rows, sec, _ = score_prompts(prior, ev, prompts, [(cats.index(c), cols.index(k)) for c, k in pairs],
+                                 args.n, args.steps, args.guidance, args.seed)
+    # 3. held-out synonyms: held-out noun with a training colour, and training noun with a held-out colour
+    syn_prompts, syn_labels = [], []
+    for i, c in enumerate(CATEGORIES):
+        k = COLOUR_NAMES[i % len(COLOUR_NAMES)]
+        syn_prompts.append(article(f"{COLOUR_SYNONYMS[k][0]} {HELD_OUT_SYNONYMS[c][0]}"))
+        syn_labels.append((cats.index(c), cols.index(k)))
+        k2 = COLOUR_NAMES[(i + 3) % len(COLOUR_NAMES)]
+        syn_prompts.append(article(f"{HELD_OUT_SYNONYMS[k2][0]} {noun(c)}"))
+        syn_labels.append((cats.index(c), cols.index(k2)))
+    syn_rows, _, _ = score_prompts(prior, ev, syn_prompts, syn_labels, args.n, args.steps, args.guidance, args.seed)
+    # 4. view words
+    view_prompts, view_labels, wanted = [], [], []
+    for c in FRONT_FACING:
+        for v in ("front", "back"):
+            view_prompts.append(article(f"red {noun(c)}, {v} view"))
+            view_labels.append((cats.index(c), cols.index("red")))
+            wanted.append(v)
+    view_rows, _, _ = score_prompts(prior, ev, view_prompts, view_labels, args.n, args.steps, args.guidance,
+                                    args.seed)
+    view_acc = {}
+    for r, v in zip(view_rows, wanted):
+        view_acc.setdefault(v, []).append(sum(x == v for x in r["views"]) / len(r["views"]))
+
+    def frac(rs, key, thr=0.9):
+        vals = [r[key] for r in rs if r[key] is not None]
+        return sum(v >= thr for v in vals) / len(vals), sum(vals) / len(vals)
+
+    pc, mc = frac(rows, "category_acc")
+    pk, mk = frac(rows, "colour_acc")
+    sc, smc = frac(syn_rows, "category_acc")
+    sk, smk = frac(syn_rows, "colour_acc")
+    worst = sorted(rows, key=lambda r: r["category_acc"])[:5]
+    meta = prior.meta
+    body = f"""Prior: {meta.get('train_steps')} steps at batch {meta.get('batch_size')}, U-Net {meta['unet']['channels']} at
+{meta['unet']['resolution']}x{meta['unet']['resolution']}{', trained in ' + format(meta['train_hours'], '.2f') + ' h on ' + meta['train_hardware'] if 'train_hours' in meta else ''}.
+Sampling: DDIM, {args.steps} steps, guidance scale {args.guidance}, {args.n} samples per prompt, bf16 autocast.
+
+| measure | result | target |
+|---|---|---|
+| evaluator, held-out renders ({acc['n']}): category | {acc['category']:.2%} | >= 98% |
+| evaluator, held-out renders: colour | {acc['colour']:.2%} | >= 98% |
+| evaluator, held-out renders: view (front-facing categories) | {acc['view_front_facing']:.2%} | |
+| (category, colour) pairs with >= 90% right category ({len(rows)} pairs) | {pc:.1%} (mean accuracy {mc:.1%}) | 100% |
+| (category, colour) pairs with >= 90% right colour | {pk:.1%} (mean accuracy {mk:.1%}) | 100% |
+| held-out synonym prompts ({len(syn_rows)}) with >= 90% right category | {sc:.1%} (mean {smc:.1%}) | |
+| held-out synonym prompts with >= 90% right colour | {sk:.1%} (mean {smk:.1%}) | |
+| "front view" prompts of front-facing categories: samples judged front | {sum(view_acc['front']) / len(view_acc['front']):.1%} | |
+| "back view" prompts of front-facing categories: samples judged back | {sum(view_acc['back']) / len(view_acc['back']):.1%} | |
+| sampling time per image (batched, this machine) | {sec:.3f} s | |
+
+Weakest prompts by category accuracy: {', '.join(f"{r['prompt']!r} {r['category_acc']:.0%}" for r in worst)}.
+"""
+    write_section("prior", "The built-in prior and its evaluator", body)
+    if args.json:
+        args.json.write_text(json.dumps({"evaluator": acc, "pairs": rows, "synonyms": syn_rows, "views": view_rows},
+                                        indent=1))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
