@@ -153,7 +153,7 @@ def train_evaluator(cfg: TrainEvaluatorConfig, progress: bool = False) -> dict:
     if data.source != "world" or data.labels is None:
         raise DreamliftError(f"{cfg.data} is not a world dataset; the evaluator needs ground-truth labels")
     meta = json.loads((cfg.data / "meta.json").read_text())
-    categories, colours = meta["categories"], meta["colours"]
+    categories, colours = list(meta["categories"]), list(meta["colours"])  # colours: ordered name -> RGB
     lab = data.labels
     view = _view_labels(lab["azimuth"], lab["elevation"])
     front_ids = torch.tensor([categories.index(c) for c in FRONT_FACING if c in categories])

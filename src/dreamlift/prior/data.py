@@ -69,7 +69,8 @@ def _load_world(path: Path, resolution: int, view_prob: float) -> PriorData:
         raise DreamliftError(f"cannot read the world dataset in {path}: {exc}") from exc
     cat, col = ds.category.astype(np.int64), ds.colour.astype(np.int64)
     az, el = ds.azimuth.astype(np.float64), ds.elevation.astype(np.float64)
-    cats, cols = ds.meta.get("categories", list(CATEGORIES)), ds.meta.get("colours", list(COLOUR_NAMES))
+    cats = list(ds.meta.get("categories", CATEGORIES))
+    cols = list(ds.meta.get("colours", COLOUR_NAMES))  # meta stores an ordered name -> RGB dict
 
     def caption(i: int, g: torch.Generator) -> str:
         return random_caption(cats[cat[i]], cols[col[i]], az[i], el[i], generator=g, view_prob=view_prob)

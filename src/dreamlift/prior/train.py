@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,10 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -197,6 +202,11 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
 
         bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", unit="step")
     log = open(out / "log.jsonl", "a")
+    # Ctrl-C, and SIGTERM (kill, a job scheduler), both save a checkpoint and stop. A job started
+    # in the background by a shell ignores SIGINT unless the default handler is put back.
+    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     t_start, seen, losses = time.perf_counter(), 0, []
     first_step = step
     try:
@@ -235,6 +245,8 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
         _save_checkpoint(ckpt_path, state())
         raise
     finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         log.close()
         if bar is not None:
             bar.close()

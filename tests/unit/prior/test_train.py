@@ -146,3 +146,28 @@ def test_warm_start_from_exported_weights(folder, tmp_path, encoder):
     # after one step the EMA has barely moved from the exported (fp16) weights
     k = next(iter(exported))
     torch.testing.assert_close(warm["ema"][k], exported[k], atol=2e-2, rtol=0)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(folder, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dreamlift.cli", "train-prior", "--data", str(folder), "--out", str(run),
+           "--steps", "100000", "--batch-size", "2", "--checkpoint-every", "100000", "--log-every", "1",
+           "--sample-every", "0", "--no-bf16", "--num-train-timesteps", "100", "--unet-resolution", "16",
+           "--unet-channels", "16,32", "--unet-attention-levels", "1", "--unet-head-dim", "8", "--unet-norm-groups", "8"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "log.jsonl").exists() or not (run / "log.jsonl").read_text().strip():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "training never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    step = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert 1 <= step < 100000
