@@ -34,7 +34,7 @@ from .unet import PriorUNet, UNetConfig
 __all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "min_snr_weights", "PREVIEW_PROMPTS"]
 
 PREVIEW_PROMPTS = [
-    "a red mug", "a blue chair", "a green house", "a white snowman", "a yellow table", "a purple donut",
+    "a red mug", "a blue chair", "a green house", "a cyan snowman", "a yellow table", "a purple donut",
     "an orange traffic cone", "a pink mushroom",
 ]
 
