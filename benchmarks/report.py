@@ -53,8 +53,8 @@ def median(xs: list[float]) -> float:
 
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) the section ``name`` of docs/BENCHMARKS.md."""
-    command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
-                                    else sys.argv[0], *sys.argv[1:]])
+    script = Path(sys.argv[0]).resolve().relative_to(ROOT)  # as run from the repository root
+    command = " ".join(["python", str(script), *sys.argv[1:]])
     stamp = datetime.date.today().isoformat()
     text = (f"<!-- bench:{name} -->\n## {title}\n\n- command: `{command}`\n- machine: {machine()}\n"
             f"- date: {stamp}, commit {git_rev()}\n\n{body.strip()}\n<!-- /bench:{name} -->")
