@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from report import write_section
 
-from dreamlift.evaluate.classifier import VIEWS, Evaluator, _view_labels, evaluate_accuracy
+from dreamlift.evaluate.classifier import VIEWS, Evaluator, evaluate_accuracy, view_labels
 from dreamlift.prior.data import load_training_data
 from dreamlift.prior.model import BuiltinPrior
 from dreamlift.world import CATEGORIES, COLOUR_NAMES, FRONT_FACING
@@ -70,7 +70,7 @@ def main() -> None:
     # 1. evaluator on held-out ground truth
     data = load_training_data(args.heldout, ev.resolution)
     lab = data.labels
-    view = _view_labels(lab["azimuth"], lab["elevation"])
+    view = view_labels(lab["azimuth"], lab["elevation"])
     front_ids = torch.tensor([cats.index(c) for c in FRONT_FACING])
     acc = evaluate_accuracy(ev.model, data.images, lab["category"], lab["colour"], view,
                             torch.isin(lab["category"], front_ids))
@@ -92,13 +92,13 @@ def main() -> None:
         syn_labels.append((cats.index(c), cols.index(k2)))
     syn_rows, _, _ = score_prompts(prior, ev, syn_prompts, syn_labels, args.n, args.steps, args.guidance, args.seed)
     # 4. view words
-    view_prompts, view_labels, wanted = [], [], []
+    view_prompts, view_targets, wanted = [], [], []
     for c in FRONT_FACING:
         for v in ("front", "back"):
             view_prompts.append(article(f"red {noun(c)}, {v} view"))
-            view_labels.append((cats.index(c), cols.index("red")))
+            view_targets.append((cats.index(c), cols.index("red")))
             wanted.append(v)
-    view_rows, _, _ = score_prompts(prior, ev, view_prompts, view_labels, args.n, args.steps, args.guidance,
+    view_rows, _, _ = score_prompts(prior, ev, view_prompts, view_targets, args.n, args.steps, args.guidance,
                                     args.seed)
     view_acc = {}
     for r, v in zip(view_rows, wanted):

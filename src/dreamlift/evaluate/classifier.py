@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ..config import DreamliftError, atomic_write, config_to_dict, option
 
 __all__ = ["VIEWS", "WorldClassifier", "Prediction", "Evaluator", "TrainEvaluatorConfig", "train_evaluator",
-           "SHIPPED_EVALUATOR"]
+           "SHIPPED_EVALUATOR", "view_labels"]
 
 VIEWS = ("front", "side", "back", "overhead")
 SHIPPED_EVALUATOR = Path(__file__).resolve().parent / "weights"
@@ -120,7 +120,8 @@ class TrainEvaluatorConfig:
     seed: int = option(0, "seed")
 
 
-def _view_labels(azimuth: Tensor, elevation: Tensor) -> Tensor:
+def view_labels(azimuth: Tensor, elevation: Tensor) -> Tensor:
+    """(N,) indices into VIEWS of the view word of each camera (azimuth, elevation in degrees)."""
     from ..render.camera import view_word
 
     return torch.tensor([VIEWS.index(view_word(float(a), float(e))) for a, e in zip(azimuth, elevation)])
@@ -150,12 +151,11 @@ def train_evaluator(cfg: TrainEvaluatorConfig, progress: bool = False) -> dict:
     from ..world import FRONT_FACING
 
     data = load_training_data(cfg.data, cfg.resolution)
-    if data.source != "world" or data.labels is None:
+    if data.source != "world" or data.labels is None or data.names is None:
         raise DreamliftError(f"{cfg.data} is not a world dataset; the evaluator needs ground-truth labels")
-    meta = json.loads((cfg.data / "meta.json").read_text())
-    categories, colours = list(meta["categories"]), list(meta["colours"])  # colours: ordered name -> RGB
+    categories, colours = data.names["categories"], data.names["colours"]
     lab = data.labels
-    view = _view_labels(lab["azimuth"], lab["elevation"])
+    view = view_labels(lab["azimuth"], lab["elevation"])
     front_ids = torch.tensor([categories.index(c) for c in FRONT_FACING if c in categories])
     view_mask = torch.isin(lab["category"], front_ids)
     g = torch.Generator().manual_seed(cfg.seed)

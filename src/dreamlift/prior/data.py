@@ -34,6 +34,7 @@ class PriorData:
     caption: Callable[[int, torch.Generator], str]  # index, generator -> caption
     source: str  # "world" or "folder"
     labels: dict[str, Tensor] | None = None  # world only: category, colour (N,) indices; azimuth, elevation
+    names: dict[str, list[str]] | None = None  # world only: "categories", "colours" — what the indices name
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -77,7 +78,8 @@ def _load_world(path: Path, resolution: int, view_prob: float) -> PriorData:
 
     labels = {"category": torch.from_numpy(cat), "colour": torch.from_numpy(col),
               "azimuth": torch.from_numpy(az), "elevation": torch.from_numpy(el)}
-    return PriorData(resize_uint8(ds.images, resolution), caption, "world", labels)
+    return PriorData(resize_uint8(ds.images, resolution), caption, "world", labels,
+                     {"categories": cats, "colours": cols})
 
 
 def _load_folder(path: Path, resolution: int) -> PriorData:
