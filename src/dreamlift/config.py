@@ -47,12 +47,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
 
     Supported field types: int, float, str, bool (``--x`` / ``--no-x``), Path, Literal[...]
     (choices), tuple[int, ...] (comma-separated), ``X | None`` of those, and nested config
-    dataclasses, whose fields become ``--<field>-<subfield>`` options. Defaults are not set
+    dataclasses, whose fields become ``--<field>-<subfield>`` options. A field declared with
+    ``option(..., cli=False)`` gets no option (it is set by the enclosing command). Defaults are not set
     on the parser: a missing option leaves the dataclass default in place.
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or not f.init:
+        if f.name in skip or not f.init or f.metadata.get("cli") is False:
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):

@@ -1,0 +1,58 @@
+"""One interface for every denoiser that can guide SDS.
+
+A :class:`GuidanceBackend` is a frozen, text-conditioned eps-predictor plus the two
+conversions SDS needs around it:
+
+- ``encode_images``: rendered images (B, 3, H, W) in [0, 1] -> the denoiser's clean
+  sample x0 (pixels in [-1, 1] for the built-in prior and DeepFloyd IF, VAE latents for
+  Stable Diffusion). It is differentiable: the SDS gradient flows back through it into
+  the renderer (for latent SDS, through the VAE encoder, as in Latent-NeRF / threestudio).
+- ``encode_text``: a list of prompts -> the backend's conditioning for that batch.
+
+and one query, ``predict_eps(x_t, t, cond)``, which never builds a graph (the SDS
+gradient skips the U-Net Jacobian: DreamFusion, eq. 3 -> 4). The SDS algorithm itself
+(timesteps, noise, classifier-free guidance, weighting) is written once, in
+:mod:`dreamlift.guidance.sds`, for all backends.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..diffusion import NoiseSchedule
+
+__all__ = ["GuidanceBackend"]
+
+
+class GuidanceBackend(ABC):
+    """A frozen text-to-image denoiser that SDS queries."""
+
+    name: str = "backend"
+    resolution: int
+    """Side of the square image the renderer should produce for this denoiser."""
+    schedule: NoiseSchedule
+    """The denoiser's training noise schedule (its alphas_cumprod)."""
+    device: torch.device
+
+    def check_prompt(self, prompt: str) -> None:
+        """Raise DreamliftError when this backend cannot serve ``prompt`` (default: any prompt is fine)."""
+
+    @abstractmethod
+    def encode_text(self, prompts: list[str]) -> Any:
+        """Conditioning for a batch of prompts (an empty string is the unconditional prompt)."""
+
+    @abstractmethod
+    def encode_images(self, images: Tensor) -> Tensor:
+        """Differentiable map from images (B, 3, H, W) in [0, 1] to the denoiser's x0 (B, C, h, w)."""
+
+    @abstractmethod
+    def predict_eps(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
+        """eps_hat(x_t, t, cond), (B, C, h, w), computed without autograd; t is (B,) long."""
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """Inverse of ``encode_images`` for previews: x0 -> images (B, 3, H, W) in [0, 1]."""
+        return ((x0 + 1) / 2).clamp(0, 1)

@@ -1,0 +1,62 @@
+"""The built-in prior as an SDS guide: pixel space, offline, the default backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import DreamliftError
+from ..prior.text_encoder import TextEmbedding
+from .base import GuidanceBackend
+
+__all__ = ["BuiltinGuidance"]
+
+
+class BuiltinGuidance(GuidanceBackend):
+    """dreamlift's shipped prior (``path=None``) or another exported prior folder.
+
+    Images are area-averaged to the prior's resolution (it was trained on 64x64 renders
+    area-downsampled to 32x32, so rendering at 2x and averaging matches its data) and
+    mapped to [-1, 1].
+    """
+
+    name = "builtin"
+
+    def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
+                 allow_out_of_world: bool = False):
+        from ..prior.model import BuiltinPrior
+
+        self.prior = BuiltinPrior(path, device=device)
+        self.device = self.prior.device
+        self.schedule = self.prior.schedule
+        self.resolution = self.prior.resolution
+        self.allow_out_of_world = allow_out_of_world
+        self._scope = None
+
+    def check_prompt(self, prompt: str) -> None:
+        if not prompt.strip():
+            raise DreamliftError("the prompt is empty")
+        if self.allow_out_of_world:
+            return
+        from ..prior.scope import PromptScope
+
+        self._scope = self._scope or PromptScope(self.prior.encoder)
+        result = self._scope.check(prompt)
+        if not result.in_world:
+            raise DreamliftError(self._scope.message(result))
+
+    def encode_text(self, prompts: list[str]) -> TextEmbedding:
+        return self.prior.encoder.encode(prompts).to(self.device)  # the encoder caches per prompt
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
+            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="area")
+        return images * 2.0 - 1.0
+
+    def predict_eps(self, x_t: Tensor, t: Tensor, cond: TextEmbedding) -> Tensor:
+        return self.prior.predict_eps(x_t, t, cond)

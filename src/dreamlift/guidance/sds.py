@@ -1,0 +1,127 @@
+"""Score Distillation Sampling (Poole et al. 2022, "DreamFusion", eq. 3-4), once for every backend.
+
+For a differentiable image x = g(theta) (here encoded to the denoiser's x0 space),
+a timestep t and noise eps ~ N(0, I):
+
+    x_t   = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps                (closed-form forward process)
+    eps^  = eps_u + s (eps_c - eps_u)                              (classifier-free guidance, s = guidance_scale)
+    grad_theta L_SDS = E_t,eps[ w(t) (eps^ - eps) dx0/dtheta ]     (eq. 4: no U-Net Jacobian)
+
+The U-Net is queried under ``torch.no_grad`` and the gradient is injected with the
+surrogate loss ``L = 1/2 || x0 - sg(x0 - g) ||^2`` (sum over all elements), whose
+gradient with respect to x0 is exactly ``g = w(t) (eps^ - eps)`` for every sample of the
+batch (no averaging over the batch: the scale is carried by ``w``). ``w(t) = 1 - abar_t
+= sigma_t^2`` is DreamFusion's weighting (``weighting="sigma2"``); ``"uniform"`` uses 1.
+
+Timesteps are drawn as t = floor(u T) with u ~ U(t_min, t_max) (DreamFusion: 0.02-0.98).
+With ``t_max_final`` set, the upper bound anneals linearly from t_max to t_max_final over
+the run (the coarse-to-fine annealing of later work such as DreamTime / threestudio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..config import DreamliftError, option
+from ..diffusion import cfg_combine, gather, q_sample
+from ..render.camera import view_word
+from .base import GuidanceBackend
+
+__all__ = ["SDSConfig", "SDSOutput", "sds_step", "sample_timesteps", "sds_weights", "view_prompts"]
+
+Weighting = Literal["sigma2", "uniform"]
+
+
+@dataclass
+class SDSConfig:
+    """Score distillation settings."""
+
+    guidance_scale: float = option(20.0, "classifier-free guidance scale s in eps_u + s (eps_c - eps_u)", cli=False)
+    t_min: float = option(0.02, "smallest timestep, as a fraction of T")
+    t_max: float = option(0.98, "largest timestep at the start, as a fraction of T")
+    t_max_final: float | None = option(None, "anneal the largest timestep linearly to this by the last step")
+    weighting: Weighting = option("sigma2", "w(t): sigma2 = 1 - abar_t (DreamFusion) or uniform")
+    negative_prompt: str = option("", "what to steer away from (replaces the empty unconditional prompt)")
+    view_prompts: bool = option(True, "append ', front/side/back/overhead view' by camera angle (DreamFusion)")
+
+    def validate(self) -> None:
+        t_hi = self.t_max if self.t_max_final is None else min(self.t_max, self.t_max_final)
+        if not 0.0 <= self.t_min < t_hi <= 1.0 or (self.t_max_final is not None and not self.t_max_final <= 1.0):
+            raise DreamliftError(f"timestep range must satisfy 0 <= t_min < t_max <= 1, got t_min={self.t_min}, "
+                                 f"t_max={self.t_max}, t_max_final={self.t_max_final}")
+        if not self.guidance_scale >= 0:
+            raise DreamliftError(f"--guidance must be >= 0, got {self.guidance_scale}")
+
+
+@dataclass
+class SDSOutput:
+    """One SDS evaluation."""
+
+    loss: Tensor
+    """Scalar surrogate; d loss / d x0 = grad."""
+    grad: Tensor
+    """w(t) (eps^ - eps), (B, C, h, w), detached."""
+    t: Tensor
+    """(B,) long timesteps."""
+    x0: Tensor
+    """The encoded images (B, C, h, w), detached."""
+    eps_hat: Tensor
+    """The guided noise prediction (B, C, h, w)."""
+
+
+def sample_timesteps(cfg: SDSConfig, n: int, num_train_steps: int, progress: float = 0.0,
+                     generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """(n,) long timesteps, floor(u T) with u ~ U(t_min, t_max(progress)); progress in [0, 1]."""
+    hi = cfg.t_max if cfg.t_max_final is None else cfg.t_max + (cfg.t_max_final - cfg.t_max) * min(max(progress, 0.0), 1.0)
+    hi = max(hi, cfg.t_min)
+    u = cfg.t_min + (hi - cfg.t_min) * torch.rand(n, generator=generator)
+    return (u * num_train_steps).long().clamp(0, num_train_steps - 1).to(device)
+
+
+def sds_weights(backend: GuidanceBackend, t: Tensor, weighting: Weighting) -> Tensor:
+    """w(t), (B,) float32."""
+    if weighting == "sigma2":
+        return (1.0 - backend.schedule.alphas_cumprod.to(t.device)[t]).float()
+    if weighting == "uniform":
+        return torch.ones(t.shape, device=t.device)
+    raise DreamliftError(f"unknown SDS weighting {weighting!r} (choose sigma2 or uniform)")
+
+
+def view_prompts(prompt: str, azimuth_deg: Tensor, elevation_deg: Tensor) -> list[str]:
+    """DreamFusion's view-dependent prompts: '<prompt>, <front|side|back|overhead> view' per camera."""
+    return [f"{prompt}, {view_word(float(a), float(e))} view" for a, e in zip(azimuth_deg, elevation_deg)]
+
+
+def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: SDSConfig, progress: float = 0.0,
+             generator: torch.Generator | None = None) -> SDSOutput:
+    """The SDS surrogate loss for rendered images.
+
+    Args:
+        images: (B, 3, H, W) in [0, 1], differentiable (the render).
+        prompts: B prompts (already view-dependent if wanted).
+        progress: fraction of the run done, for timestep annealing.
+        generator: a CPU generator for t and eps (reproducible runs).
+    """
+    if len(prompts) != images.shape[0]:
+        raise ValueError(f"{len(prompts)} prompts for {images.shape[0]} images")
+    x0 = backend.encode_images(images)  # (B, C, h, w), in the graph
+    B = x0.shape[0]
+    t = sample_timesteps(cfg, B, backend.schedule.num_steps, progress, generator, x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    with torch.no_grad():
+        x_t = q_sample(backend.schedule, x0.detach(), t, eps)
+        cond = backend.encode_text(list(prompts) + [cfg.negative_prompt] * B)
+        out = backend.predict_eps(torch.cat([x_t, x_t]), torch.cat([t, t]), cond).to(x0.dtype)  # (2B, C, h, w)
+        eps_cond, eps_uncond = out[:B], out[B:]
+        eps_hat = cfg_combine(eps_uncond, eps_cond, cfg.guidance_scale)
+        w = sds_weights(backend, t, cfg.weighting).to(x0.dtype)
+        grad = w[:, None, None, None] * (eps_hat - eps)
+    if not torch.isfinite(grad).all():
+        raise DreamliftError("the SDS gradient is not finite (NaN or inf); the render or the denoiser diverged")
+    target = (x0 - grad).detach()
+    loss = 0.5 * (x0 - target).pow(2).sum()
+    return SDSOutput(loss, grad, t, x0.detach(), eps_hat)

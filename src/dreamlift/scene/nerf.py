@@ -1,0 +1,158 @@
+"""A NeRF in pure PyTorch for score distillation on a CPU.
+
+Field: position x in [-bound, bound]^3 -> multi-resolution dense feature grids (L levels,
+resolutions spaced geometrically from ``base_resolution`` to ``max_resolution``, trilinear
+lookups with ``F.grid_sample``; the dense analogue of Instant-NGP's hash encoding, which
+at these resolutions fits in memory without hashing) -> a small MLP -> density and albedo.
+
+- density  sigma(x) = exp(min(h_0(x) + b(x), 15)), with Magic3D's spatial density bias
+  b(x) = lambda (1 - |x| / c), so a random initialisation starts as a soft ball of
+  radius about c instead of fog (DreamFusion/Magic3D "density blob").
+- albedo   a(x) = sigmoid(h_{1:4}(x)).
+- normals  n(x) = -grad log sigma / |grad log sigma| by forward finite differences of
+  the pre-activation (half the finest voxel), as DreamFusion derives normals from the
+  density gradient; finite differences avoid double backward through grid_sample.
+
+An :class:`OccupancyGrid` (Instant-NGP) of coarse cells records where density is
+non-negligible; the renderer evaluates the field only at samples in occupied cells, which
+is what makes empty space cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import DreamliftError, option
+
+__all__ = ["NeRFConfig", "NeRF", "OccupancyGrid", "FieldOutput"]
+
+
+@dataclass
+class NeRFConfig:
+    """The NeRF's encoding, MLP and initialisation."""
+
+    levels: int = option(4, "number of grid levels")
+    base_resolution: int = option(12, "resolution of the coarsest grid")
+    max_resolution: int = option(64, "resolution of the finest grid")
+    features: int = option(4, "features per grid level")
+    hidden: int = option(32, "width of the MLP's hidden layer")
+    bound: float = option(1.0, "half side of the cube the field lives in (world objects fit the unit sphere)")
+    blob_density: float = option(10.0, "density bias at the centre, lambda in lambda (1 - |x| / c)")
+    blob_radius: float = option(0.5, "radius c where the density bias crosses zero")
+    occupancy_resolution: int = option(32, "cells per side of the occupancy grid")
+
+    def validate(self) -> None:
+        if self.levels < 1 or self.features < 1 or self.hidden < 1:
+            raise DreamliftError("the NeRF needs at least one level, feature and hidden unit")
+        if not 2 <= self.base_resolution <= self.max_resolution <= 512:
+            raise DreamliftError(f"need 2 <= base_resolution <= max_resolution <= 512, got "
+                                 f"{self.base_resolution}, {self.max_resolution}")
+        if not self.bound > 0 or not self.blob_radius > 0:
+            raise DreamliftError("bound and blob_radius must be positive")
+
+
+@dataclass
+class FieldOutput:
+    """The field at N points."""
+
+    density: Tensor
+    """(N,) sigma >= 0."""
+    albedo: Tensor
+    """(N, 3) in [0, 1]."""
+    log_density: Tensor
+    """(N,) pre-activation log sigma (before clamping), for normals."""
+
+
+class NeRF(nn.Module):
+    """Density and albedo field (see the module docstring)."""
+
+    def __init__(self, cfg: NeRFConfig = NeRFConfig()):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        L = cfg.levels
+        growth = (cfg.max_resolution / cfg.base_resolution) ** (1.0 / max(L - 1, 1))
+        self.resolutions = [int(round(cfg.base_resolution * growth**i)) for i in range(L)]
+        # Instant-NGP initialises its tables with U(-1e-4, 1e-4): the MLP starts from ~constant input.
+        self.grids = nn.ParameterList(
+            [nn.Parameter(torch.empty(1, cfg.features, r, r, r).uniform_(-1e-4, 1e-4)) for r in self.resolutions])
+        self.mlp = nn.Sequential(nn.Linear(L * cfg.features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 4))
+        self.occupancy = OccupancyGrid(cfg.occupancy_resolution, cfg.bound)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(N, 3) points -> (N, L * F) grid features (trilinear; zero outside the bound)."""
+        g = (x / self.cfg.bound).reshape(1, -1, 1, 1, 3)  # (1, N, 1, 1, 3) in [-1, 1]
+        feats = [F.grid_sample(grid, g, mode="bilinear", padding_mode="zeros", align_corners=True)
+                 for grid in self.grids]  # each (1, F, N, 1, 1)
+        return torch.cat(feats, dim=1)[0, :, :, 0, 0].T  # (N, L * F)
+
+    def density_bias(self, x: Tensor) -> Tensor:
+        """Magic3D's bias lambda (1 - |x| / c), (N,)."""
+        return self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
+
+    def forward(self, x: Tensor) -> FieldOutput:
+        """Field at points x (N, 3)."""
+        h = self.mlp(self.encode(x))  # (N, 4)
+        log_sigma = h[:, 0] + self.density_bias(x)
+        return FieldOutput(torch.exp(log_sigma.clamp(max=15.0)), torch.sigmoid(h[:, 1:]), log_sigma)
+
+    def density(self, x: Tensor) -> Tensor:
+        """sigma at x (N, 3) -> (N,); zero outside the bound's sphere is NOT imposed here."""
+        return self.forward(x).density
+
+    def normals(self, x: Tensor, log_sigma: Tensor) -> Tensor:
+        """Outward unit normals -grad log sigma / |.| at x (N, 3), by forward differences -> (N, 3)."""
+        h = self.cfg.bound / self.resolutions[-1]  # half the finest voxel (grid spacing is 2 bound / res)
+        offsets = torch.eye(3, device=x.device) * h  # (3, 3)
+        shifted = (x[:, None, :] + offsets[None]).reshape(-1, 3)  # (3N, 3)
+        h_out = self.mlp(self.encode(shifted))[:, 0] + self.density_bias(shifted)
+        grad = (h_out.reshape(-1, 3) - log_sigma[:, None]) / h  # (N, 3)
+        return -grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+
+class OccupancyGrid(nn.Module):
+    """Coarse cells in [-bound, bound]^3 flagged where density may be non-negligible (Instant-NGP).
+
+    ``update`` evaluates the field at a jittered point in every cell, keeps an exponential
+    moving maximum of the density (decay 0.95 per update, as Instant-NGP), and marks cells whose
+    value exceeds ``threshold`` (dilated by one cell, so surfaces can grow).
+    """
+
+    def __init__(self, resolution: int, bound: float):
+        super().__init__()
+        self.resolution, self.bound = resolution, bound
+        self.register_buffer("value", torch.full((resolution,) * 3, math.inf))  # everything occupied at first
+        self.register_buffer("mask", torch.ones((resolution,) * 3, dtype=torch.bool))
+
+    def cell_index(self, x: Tensor) -> Tensor:
+        """(N, 3) points -> (N, 3) long cell indices (clamped to the grid)."""
+        idx = ((x / self.bound + 1) * 0.5 * self.resolution).floor().long()
+        return idx.clamp(0, self.resolution - 1)
+
+    def lookup(self, x: Tensor) -> Tensor:
+        """(N, 3) -> (N,) bool: inside the bound and in an occupied cell."""
+        i = self.cell_index(x)
+        inside = (x.abs() <= self.bound).all(dim=-1)
+        return inside & self.mask[i[:, 0], i[:, 1], i[:, 2]]
+
+    @torch.no_grad()
+    def update(self, density_fn, threshold: float, generator: torch.Generator | None = None,
+               decay: float = 0.95, chunk: int = 65536) -> float:
+        """Re-evaluate every cell; returns the occupied fraction."""
+        R = self.resolution
+        ar = torch.arange(R, dtype=torch.float32)
+        idx = torch.stack(torch.meshgrid(ar, ar, ar, indexing="ij"), dim=-1).reshape(-1, 3)  # (R^3, 3)
+        pts = ((idx + torch.rand(idx.shape, generator=generator)) / R * 2 - 1) * self.bound
+        pts = pts.to(self.value.device)
+        dens = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, len(pts), chunk)]).reshape(R, R, R)
+        value = torch.where(torch.isinf(self.value), dens, torch.maximum(self.value * decay, dens))
+        self.value.copy_(value)
+        occ = (value > threshold).float()[None, None]
+        self.mask.copy_(F.max_pool3d(occ, 3, stride=1, padding=1)[0, 0] > 0)
+        return float(self.mask.float().mean())
