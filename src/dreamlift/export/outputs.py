@@ -1,0 +1,88 @@
+"""The files `dreamlift generate` leaves in its output folder, made from a finished NeRF."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["write_outputs", "render_views", "turntable_frames", "nerf_mesh"]
+
+
+def _orbit_light(cams) -> "Light":
+    """A light above and to the left of each camera (fixed relative to the viewer), ambient 0.35."""
+    from ..render.camera import Light, spherical_to_position
+
+    pos = spherical_to_position(cams.azimuth_deg - 30.0, (cams.elevation_deg + 30.0).clamp(max=85.0),
+                                torch.full_like(cams.distance, 4.5))
+    return Light(pos, torch.full_like(cams.distance, 0.35))
+
+
+@torch.no_grad()
+def render_views(field, cams, shading: str, chunk: int = 4, num_samples: int = 96) -> tuple[Tensor, Tensor]:
+    """Render cameras in chunks -> rgb (B, 3, H, W) and normals (B, 3, H, W) mapped to [0, 1]."""
+    from ..render.volume import render_nerf
+
+    light = _orbit_light(cams)
+    rgbs, normals = [], []
+    for i in range(0, len(cams.camera), chunk):
+        sl = slice(i, i + chunk)
+        from ..render.camera import Light
+
+        out = render_nerf(field, cams.camera[sl], Light(light.position[sl], light.ambient[sl]), shading,
+                          num_samples=num_samples, want_normals=True)
+        rgbs.append(out.rgb.cpu())
+        bg = 1.0 - out.opacity.cpu()
+        normals.append((out.normal.cpu() * 0.5 + 0.5 * out.opacity.cpu()) + bg)  # white background
+    return torch.cat(rgbs), torch.cat(normals).clamp(0, 1)
+
+
+def turntable_frames(field, n: int, size: int, elevation: float = 15.0) -> Tensor:
+    """(n, 3, size, size) lambertian frames of a full orbit (azimuth 0 -> 360)."""
+    from ..render.camera import CameraDistribution
+
+    cams = CameraDistribution().orbit(n, elevation_deg=elevation, height=size)
+    return render_views(field, cams, "lambertian")[0]
+
+
+def nerf_mesh(field, resolution: int, threshold: float):
+    """Marching cubes of the NeRF's density at ``threshold`` with albedo vertex colours."""
+    from .mesh import extract_mesh
+
+    bound = field.cfg.bound
+    return extract_mesh(lambda p: field.density(p.to(field.grids[0].device)).cpu(),
+                        lambda p: field(p.to(field.grids[0].device)).albedo.cpu(),
+                        resolution=resolution, bound=bound, threshold=threshold)
+
+
+def write_outputs(gen, out: Path) -> dict[str, float]:
+    """model.glb, model.obj (+ .mtl), turntable.mp4 and views.png into ``out``; returns seconds per file."""
+    from ..render.camera import CameraDistribution
+    from .mesh import write_glb, write_obj
+    from .video import save_image_grid, write_video
+
+    cfg, field = gen.cfg, gen.field
+    field.eval()
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    mesh = nerf_mesh(field, cfg.mesh_resolution, cfg.surface_density)
+    write_glb(mesh, out / "model.glb")
+    write_obj(mesh, out / "model.obj")
+    times["mesh"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frames = turntable_frames(field, cfg.video_frames, cfg.video_resolution)
+    write_video(frames, out / "turntable.mp4", fps=24)
+    times["video"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    size = max(64, gen.render_size)
+    cams = CameraDistribution().orbit(4, elevation_deg=15.0, height=size)  # front, right side, back, left side
+    lit, normals = render_views(field, cams, "lambertian")
+    albedo = render_views(field, cams, "albedo")[0]
+    plain = render_views(field, cams, "textureless")[0]
+    grid = torch.cat([lit, albedo, plain, normals])  # rows: lit, albedo, textureless, normals
+    save_image_grid(grid, out / "views.png", rows=4)
+    times["views"] = time.perf_counter() - t0
+    field.train()
+    return times

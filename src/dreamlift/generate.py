@@ -1,0 +1,323 @@
+"""`dreamlift generate`: text to 3D by score distillation (DreamFusion's loop).
+
+Each step: sample cameras and lights from the distributions the prior was trained with,
+render the NeRF with a randomly chosen shading, add noise at a random t, ask the guidance
+backend for the guided noise prediction, and apply w(t) (eps_hat - eps) through the
+renderer (``dreamlift.guidance.sds``), plus the regularisers. At the end the NeRF becomes
+a mesh, a turntable video, a grid of views and metrics in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .config import DreamliftError, atomic_write, config_to_dict, option
+from .guidance.sds import SDSConfig
+from .scene.nerf import NeRFConfig
+
+__all__ = ["GenerateConfig", "PRESETS", "Generator", "run_generate", "OUTPUT_FILES", "MAX_PROMPT_CHARS"]
+
+MAX_PROMPT_CHARS = 300
+OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "turntable.mp4", "views.png", "config.json", "metrics.json")
+
+# Settings each preset fills in when the user leaves them unset (None).
+PRESETS: dict[str, dict[str, float | int]] = {
+    # The CPU default: minutes on 2 cores with the built-in prior.
+    "fast": dict(steps=1000, render_scale=1.0, num_samples=48, batch_size=1, lr=0.01,
+                 mesh_resolution=128, video_frames=48, video_resolution=96),
+    # Slower and finer: twice the render resolution (area-averaged down, as the prior's data was).
+    "quality": dict(steps=3000, render_scale=2.0, num_samples=64, batch_size=2, lr=0.01,
+                    mesh_resolution=192, video_frames=96, video_resolution=192),
+}
+# Default guidance scale per backend (DreamFusion uses 100 with Imagen; small priors need less).
+DEFAULT_GUIDANCE = {"builtin": 20.0, "stable-diffusion": 100.0, "deepfloyd-if": 20.0}
+
+
+@dataclass
+class GenerateConfig:
+    """Settings of ``dreamlift generate``. Unset (None) values come from the preset."""
+
+    prompt: str = option("", "what to make, e.g. 'a red mug'", positional=True)
+    out: Path | None = option(None, "output folder (default: outputs/<prompt>)")
+    preset: Literal["fast", "quality"] = option("fast", "fast (CPU default) or quality")
+    steps: int | None = option(None, "optimisation steps (default: the preset's)")
+    guidance: float | None = option(None, "classifier-free guidance scale (default: per backend)")
+    seed: int = option(0, "random seed (cameras, noise, initialisation)")
+    backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "the 2D diffusion model")
+    model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)")
+    allow_out_of_world: bool = option(False, "let the built-in prior try prompts outside its world")
+    resume: bool = option(False, "continue from OUT/checkpoint.pt")
+    force: bool = option(False, "overwrite existing outputs in OUT")
+    device: str = option("auto", "cpu, cuda or auto")
+    lr: float | None = option(None, "Adam learning rate")
+    batch_size: int | None = option(None, "cameras per step")
+    render_scale: float | None = option(None, "render size relative to the backend's image size")
+    num_samples: int | None = option(None, "samples per ray")
+    albedo_warmup: float = option(0.1, "fraction of steps shaded with albedo only at the start")
+    p_albedo: float = option(0.2, "after warm-up: probability of albedo shading")
+    p_textureless: float = option(0.3, "after warm-up: probability of textureless shading (else lambertian)")
+    orientation_weight: float = option(0.01, "weight of the orientation loss (ramped in over the first half)")
+    entropy_weight: float = option(0.001, "weight of the opacity entropy loss (ramped in over the run)")
+    sparsity_weight: float = option(0.0, "weight of the mean-opacity sparsity loss")
+    occupancy_every: int = option(16, "steps between occupancy-grid updates")
+    occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty")
+    surface_density: float = option(10.0, "density of the exported surface (marching cubes level)")
+    checkpoint_every: int = option(200, "steps between checkpoints")
+    mesh_resolution: int | None = option(None, "marching-cubes grid size")
+    video_frames: int | None = option(None, "frames in the turntable video (one full orbit)")
+    video_resolution: int | None = option(None, "turntable video render size")
+    progress: bool = option(True, "show a progress bar")
+    sds: SDSConfig = field(default_factory=SDSConfig)
+    nerf: NeRFConfig = field(default_factory=NeRFConfig)
+
+    def resolved(self) -> GenerateConfig:
+        """A copy with the preset and backend defaults filled in, validated."""
+        prompt = self.prompt.strip()
+        if not prompt:
+            raise DreamliftError("the prompt is empty")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise DreamliftError(f"the prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+        preset = PRESETS[self.preset]
+        values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in preset.items()}
+        out = self.out if self.out is not None else Path("outputs") / _slug(prompt)
+        guidance = self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.backend]
+        cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=replace(self.sds, guidance_scale=guidance),
+                      **values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.steps <= 0:
+            raise DreamliftError(f"--steps must be positive, got {self.steps}")
+        if self.batch_size <= 0 or self.num_samples <= 0:
+            raise DreamliftError("--batch-size and --num-samples must be positive")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise DreamliftError(f"--lr must be positive, got {self.lr}")
+        if not 0.25 <= self.render_scale <= 8:
+            raise DreamliftError(f"--render-scale must be in [0.25, 8], got {self.render_scale}")
+        if not (0 <= self.p_albedo and 0 <= self.p_textureless and self.p_albedo + self.p_textureless <= 1):
+            raise DreamliftError("--p-albedo and --p-textureless must be >= 0 and sum to at most 1")
+        if not 0 <= self.albedo_warmup <= 1:
+            raise DreamliftError(f"--albedo-warmup must be in [0, 1], got {self.albedo_warmup}")
+        if min(self.occupancy_every, self.checkpoint_every, self.mesh_resolution, self.video_frames,
+               self.video_resolution) <= 0:
+            raise DreamliftError("step intervals, mesh resolution and video size must be positive")
+        if self.mesh_resolution > 512 or self.video_resolution > 1024:
+            raise DreamliftError("--mesh-resolution must be <= 512 and --video-resolution <= 1024")
+        if min(self.orientation_weight, self.entropy_weight, self.sparsity_weight) < 0:
+            raise DreamliftError("regulariser weights must be >= 0")
+        self.sds.validate()
+        self.nerf.validate()
+
+
+def _slug(prompt: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    return s[:60] or "object"
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DreamliftError("--device cuda was asked for but no CUDA GPU is available")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise DreamliftError(f"unknown --device {name!r}") from exc
+
+
+def ramp(weight: float, progress: float, until: float) -> float:
+    """A regulariser schedule: linear from 0 at the start to ``weight`` at fraction ``until``, then flat."""
+    return weight * min(1.0, progress / until) if until > 0 else weight
+
+
+def opacity_entropy(opacity: Tensor) -> Tensor:
+    """Mean binary entropy of the ray opacities (pushes each ray to empty or solid)."""
+    o = opacity.clamp(1e-5, 1 - 1e-5)
+    return -(o * o.log() + (1 - o) * (1 - o).log()).mean()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM -> the same path as Ctrl-C
+    raise KeyboardInterrupt
+
+
+class Generator:
+    """The optimisation: a NeRF, its optimiser, the guidance backend and all randomness."""
+
+    def __init__(self, cfg: GenerateConfig, backend):
+        from .render.camera import CameraDistribution, LightDistribution
+        from .scene.nerf import NeRF
+
+        self.cfg, self.backend = cfg, backend
+        self.device = backend.device
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the NeRF's initialisation
+        self.field = NeRF(cfg.nerf).to(self.device)
+        self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+        self.cameras, self.lights = CameraDistribution(), LightDistribution()
+        self.render_size = max(8, int(round(backend.resolution * cfg.render_scale)))
+        self.step = 0
+        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "occupancy": 0.0}
+        self.history: list[dict[str, float]] = []
+
+    # ---------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {"step": self.step, "field": self.field.state_dict(), "optimizer": self.opt.state_dict(),
+                "rng": self.rng.get_state(), "times": self.times, "history": self.history,
+                "config": config_to_dict(self.cfg)}
+
+    def save(self, path: Path) -> None:
+        import io
+
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        atomic_write(path, buf.getvalue())
+
+    def load(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            self.field.load_state_dict(state["field"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.rng.set_state(state["rng"])
+            self.step, self.times, self.history = int(state["step"]), state["times"], state["history"]
+        except Exception as exc:  # any unreadable or mismatched file is a user-facing error
+            raise DreamliftError(f"cannot resume from {path}: it is corrupt or from another config "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+    # ---------------------------------------------------------------- one step
+    def shading(self, progress: float) -> str:
+        u = float(torch.rand((), generator=self.rng))
+        if progress < self.cfg.albedo_warmup or u < self.cfg.p_albedo:
+            return "albedo"
+        return "textureless" if u < self.cfg.p_albedo + self.cfg.p_textureless else "lambertian"
+
+    def train_step(self) -> dict[str, float]:
+        """Camera -> render -> guidance -> step. Returns this step's losses."""
+        from .guidance.sds import sds_step, view_prompts
+        from .render.volume import render_nerf
+
+        cfg, progress = self.cfg, self.step / self.cfg.steps
+        if self.step % cfg.occupancy_every == 0:
+            t0 = time.perf_counter()
+            self.field.occupancy.update(self.field.density, cfg.occupancy_density, self.rng)
+            self.times["occupancy"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cams = self.cameras.sample(cfg.batch_size, self.rng, height=self.render_size)
+        light = self.lights.sample(cams, self.rng)
+        shading = self.shading(progress)
+        out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng)
+        t1 = time.perf_counter()
+        prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
+                   else [cfg.prompt] * cfg.batch_size)
+        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, self.rng)
+        t2 = time.perf_counter()
+        orient = out.orientation
+        entropy = opacity_entropy(out.opacity)
+        sparsity = out.opacity.mean()
+        loss = (sds.loss + ramp(cfg.orientation_weight, progress, 0.5) * orient
+                + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * sparsity)
+        if not torch.isfinite(loss):
+            raise DreamliftError(f"the loss became {loss.item()} at step {self.step}; lower --lr or --guidance "
+                                 "and run again (or --resume from the last checkpoint)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        self.opt.step()
+        t4 = time.perf_counter()
+        for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            self.times[k] += dt
+        self.step += 1
+        record = {"step": self.step, "sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
+                  "orientation": float(orient), "entropy": float(entropy), "opacity": float(sparsity),
+                  "t": float(sds.t.float().mean())}
+        self.history.append(record)
+        return record
+
+
+def _existing_outputs(out: Path) -> list[str]:
+    return [name for name in (*OUTPUT_FILES, "checkpoint.pt") if (out / name).exists()]
+
+
+def run_generate(cfg: GenerateConfig) -> dict:
+    """Run ``dreamlift generate``; returns the metrics written to OUT/metrics.json."""
+    from .guidance.backends import load_backend
+
+    cfg = cfg.resolved()
+    out = cfg.out
+    ckpt = out / "checkpoint.pt"
+    if out.exists() and not out.is_dir():
+        raise DreamliftError(f"{out} exists and is not a folder")
+    if cfg.resume:
+        if not ckpt.is_file():
+            raise DreamliftError(f"--resume: there is no checkpoint at {ckpt}")
+    elif _existing_outputs(out) and not cfg.force:
+        raise DreamliftError(f"{out} already holds outputs ({', '.join(_existing_outputs(out))}); "
+                             "pass --force to overwrite them or --resume to continue")
+    device = _device(cfg.device)
+    t_start = time.perf_counter()
+    backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world)
+    backend.check_prompt(cfg.prompt)
+    gen = Generator(cfg, backend)
+    if cfg.resume:
+        gen.load(ckpt)
+    t_setup = time.perf_counter() - t_start
+    atomic_write(out / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
+
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    t_loop = time.perf_counter()
+    bar = None
+    try:
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=gen.step, desc="generate", unit="step", dynamic_ncols=True)
+        while gen.step < cfg.steps:
+            rec = gen.train_step()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(sds=f"{rec['sds']:.3g}", t=int(rec["t"]), refresh=False)
+            if gen.step % cfg.checkpoint_every == 0 or gen.step == cfg.steps:
+                gen.save(ckpt)
+    except KeyboardInterrupt:
+        gen.save(ckpt)
+        if bar is not None:
+            bar.close()
+        raise DreamliftError(f"interrupted at step {gen.step}; saved {ckpt} (continue with --resume)") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if bar is not None:
+            bar.close()
+    t_train = time.perf_counter() - t_loop
+
+    from .export.outputs import write_outputs
+
+    t0 = time.perf_counter()
+    export_times = write_outputs(gen, out)
+    t_export = time.perf_counter() - t0
+    steps_run = max(1, len(gen.history))
+    last = gen.history[-min(50, len(gen.history)):] if gen.history else []
+    metrics = {
+        "prompt": cfg.prompt, "backend": cfg.backend, "steps": cfg.steps, "seed": cfg.seed,
+        "device": str(device), "render_size": gen.render_size,
+        "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
+                    "total": time.perf_counter() - t_start, **{f"export_{k}": v for k, v in export_times.items()}},
+        "ms_per_step": {k: 1000 * v / steps_run for k, v in gen.times.items()},
+        "final_losses": {k: sum(r[k] for r in last) / max(1, len(last))
+                         for k in ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")},
+    }
+    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    return metrics
