@@ -15,5 +15,6 @@ PIL are imported only when a function needs them.
 """
 
 from .mesh import Mesh, extract_mesh, read_mesh, write_glb, write_obj
+from .video import save_image_grid, write_video
 
-__all__ = ["Mesh", "extract_mesh", "read_mesh", "write_glb", "write_obj"]
+__all__ = ["Mesh", "extract_mesh", "read_mesh", "write_glb", "write_obj", "write_video", "save_image_grid"]
