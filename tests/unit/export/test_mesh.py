@@ -1,0 +1,256 @@
+"""Marching cubes of analytic fields, floaters, errors, and .glb / .obj round trips through trimesh."""
+
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from dreamlift.config import DreamliftError
+from dreamlift.export import Mesh, extract_mesh, read_mesh, write_glb, write_obj
+from dreamlift.export.mesh import glb_bytes
+from dreamlift.world.shapes import get_object
+
+R0 = 0.6
+
+
+def sphere(r=R0, centre=(0.0, 0.0, 0.0)):
+    c = torch.tensor(centre)
+    return lambda p: r - (p - c).norm(dim=-1)
+
+
+def box(centre, half):
+    c, h = torch.tensor(centre), torch.tensor(half)
+    return lambda p: -((p - c).abs() - h).amax(dim=-1)
+
+
+@pytest.fixture(scope="module")
+def sphere_mesh():
+    return extract_mesh(sphere(), resolution=112)
+
+
+def test_sphere_is_watertight_with_the_right_volume_area_and_radius(sphere_mesh):
+    m = sphere_mesh
+    assert m.vertices.dtype == np.float32 and m.faces.dtype == np.int64 and m.colors.dtype == np.float32
+    tm = trimesh.Trimesh(m.vertices, m.faces, process=False)
+    assert tm.is_watertight and tm.is_winding_consistent
+    assert tm.volume == pytest.approx(4 / 3 * math.pi * R0**3, rel=0.02)
+    assert tm.area == pytest.approx(4 * math.pi * R0**2, rel=0.02)
+    voxel = 2.0 / (112 - 1)
+    assert np.abs(np.linalg.norm(m.vertices, axis=1) - R0).max() < voxel
+    # Centred: the mean vertex is at the origin to a small fraction of a voxel.
+    assert np.abs(m.vertices.mean(axis=0)).max() < 0.05 * voxel
+
+
+def test_faces_point_outward(sphere_mesh):
+    m = sphere_mesh
+    assert trimesh.Trimesh(m.vertices, m.faces, process=False).volume > 0
+    tri = m.vertices[m.faces]  # (F, 3, 3)
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert (np.einsum("fi,fi->f", normals, tri.mean(axis=1)) > 0).mean() > 0.999
+
+
+def test_no_colour_fn_gives_mid_grey(sphere_mesh):
+    assert np.allclose(sphere_mesh.colors, 0.5)
+
+
+def test_off_centre_box_lands_at_its_world_position_without_half_voxel_offset():
+    centre, half = (0.3, -0.2, 0.1), (0.2, 0.3, 0.25)
+    m = extract_mesh(box(centre, half), resolution=64)
+    lo, hi = np.subtract(centre, half), np.add(centre, half)
+    # The box's faces are planes, which linear interpolation places exactly; half a voxel is 0.016.
+    assert np.allclose(m.vertices.min(axis=0), lo, atol=1e-4)
+    assert np.allclose(m.vertices.max(axis=0), hi, atol=1e-4)
+
+
+def test_off_centre_sphere_and_bound_scale_coordinates():
+    centre = (0.5, 0.25, -0.75)
+    m = extract_mesh(sphere(0.4, centre), resolution=64, bound=1.5)
+    d = np.linalg.norm(m.vertices - np.array(centre), axis=1)
+    assert np.abs(d - 0.4).max() < 3.0 / 63
+    assert np.allclose(m.vertices.mean(axis=0), centre, atol=0.01)
+
+
+def test_threshold_selects_the_level_set():
+    m = extract_mesh(sphere(1.0), resolution=48, threshold=0.5)  # 1 - |x| = 0.5 at radius 0.5
+    assert np.abs(np.linalg.norm(m.vertices, axis=1) - 0.5).max() < 2.0 / 47
+
+
+def test_colours_come_from_colour_fn_at_the_vertices():
+    m = extract_mesh(sphere(), colour_fn=lambda p: (p + 1) / 2, resolution=48)
+    assert np.allclose(m.colors, (m.vertices + 1) / 2, atol=1e-6)
+    m = extract_mesh(sphere(), colour_fn=lambda p: p * 10, resolution=32)  # out of range: clamped
+    assert m.colors.min() >= 0 and m.colors.max() <= 1
+
+
+def test_chunking_does_not_change_the_result():
+    a = extract_mesh(sphere(), resolution=40, chunk=65536)
+    b = extract_mesh(sphere(), resolution=40, chunk=999)
+    assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.faces, b.faces)
+
+
+def test_density_is_evaluated_without_grad_in_chunks():
+    calls = []
+
+    def density(p):
+        calls.append((len(p), torch.is_grad_enabled(), p.dtype))
+        return sphere()(p)
+
+    extract_mesh(density, resolution=32, chunk=5000)
+    assert all(n <= 5000 and not grad and dt == torch.float32 for n, grad, dt in calls)
+    assert sum(n for n, _, _ in calls) == 32**3
+
+
+def test_small_floaters_are_dropped_by_default_and_kept_on_request():
+    at = np.array([0.75, 0.5, 0.3])
+    main, floater = sphere(0.6, (-0.2, 0, 0)), sphere(0.06, tuple(at))  # floater: ~1% of the faces
+    field = lambda p: torch.maximum(main(p), floater(p))  # noqa: E731
+    cleaned = extract_mesh(field, resolution=64)
+    assert np.linalg.norm(cleaned.vertices - at, axis=1).min() > 0.2
+    assert len(np.unique(cleaned.faces)) == len(cleaned.vertices)  # no unused vertices left behind
+    assert trimesh.Trimesh(cleaned.vertices, cleaned.faces, process=False).is_watertight
+    for keep in (None, 0.0, 0.005):
+        kept = extract_mesh(field, resolution=64, keep_components=keep)
+        assert np.linalg.norm(kept.vertices - at, axis=1).min() < 0.1, keep
+        assert len(kept.faces) > len(cleaned.faces)
+    # The threshold is relative to the largest piece: two equal spheres both stay.
+    twins = extract_mesh(lambda p: torch.maximum(sphere(0.3, (-0.5, 0, 0))(p), sphere(0.3, (0.5, 0, 0))(p)),
+                         resolution=48, keep_components=0.9)
+    assert twins.vertices[:, 0].min() < -0.7 and twins.vertices[:, 0].max() > 0.7
+
+
+def test_surface_cut_by_the_cube_is_closed():
+    m = extract_mesh(sphere(1.2), resolution=32)  # sticks out of [-1, 1]^3 on every side
+    assert np.abs(m.vertices).max() <= 1.0
+    assert trimesh.Trimesh(m.vertices, m.faces, process=False).is_watertight
+
+
+@pytest.mark.parametrize("field, match", [
+    (lambda p: -torch.ones(len(p)), "empty"),
+    (lambda p: torch.ones(len(p)), "inside"),
+    (lambda p: torch.where(p[:, 0] > 0.5, torch.nan, R0 - p.norm(dim=-1)), "NaN"),
+])
+def test_degenerate_fields_raise(field, match):
+    with pytest.raises(DreamliftError, match=match):
+        extract_mesh(field, resolution=16)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(density_fn=lambda p: p, resolution=16), "density_fn"),
+    (dict(density_fn=sphere(), colour_fn=lambda p: p[:, 0], resolution=16), "colour_fn"),
+    (dict(density_fn=sphere(), resolution=4), "resolution"),
+    (dict(density_fn=sphere(), bound=0.0), "bound"),
+    (dict(density_fn=sphere(), keep_components=2.0), "keep_components"),
+])
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(DreamliftError, match=match):
+        extract_mesh(**kwargs)
+
+
+def test_mesh_validates_its_arrays():
+    v = np.zeros((3, 3))
+    with pytest.raises(DreamliftError, match="faces"):
+        Mesh(v, np.array([[0, 1, 3]]), np.zeros((3, 3)))
+    with pytest.raises(DreamliftError, match="colors"):
+        Mesh(v, np.array([[0, 1, 2]]), np.full((3, 3), 2.0))
+    with pytest.raises(DreamliftError, match="vertices"):
+        Mesh(np.zeros((3, 2)), np.array([[0, 1, 2]]), np.zeros((3, 3)))
+
+
+@pytest.fixture(scope="module")
+def coloured_mesh():
+    return extract_mesh(sphere(), colour_fn=lambda p: (p + 1) / 2, resolution=40)
+
+
+def test_glb_round_trips_through_trimesh_with_vertex_colours(coloured_mesh, tmp_path):
+    m = coloured_mesh
+    path = write_glb(m, tmp_path / "out" / "sphere.glb")
+    scene = trimesh.load(path)
+    (g,) = scene.geometry.values()
+    assert len(g.vertices) == len(m.vertices) and len(g.faces) == len(m.faces)
+    assert np.allclose(g.vertices, m.vertices, atol=1e-6) and np.array_equal(g.faces, m.faces)
+    rgba = g.visual.vertex_attributes["color"]  # trimesh keeps COLOR_0 here when there is a material
+    assert rgba.dtype == np.uint8 and np.abs(rgba[:, :3] / 255.0 - m.colors).max() <= 0.5 / 255 + 1e-6
+    back = read_mesh(path)
+    assert np.abs(back.colors - m.colors).max() <= 0.5 / 255 + 1e-6 and np.array_equal(back.faces, m.faces)
+
+
+def test_glb_json_is_what_viewers_need(coloured_mesh):
+    data = glb_bytes(coloured_mesh)
+    magic, version, length = struct.unpack("<4sII", data[:12])
+    assert magic == b"glTF" and version == 2 and length == len(data)
+    chunk_len, chunk_type = struct.unpack("<I4s", data[12:20])
+    gltf = json.loads(data[20 : 20 + chunk_len])
+    assert chunk_type == b"JSON"
+    (prim,) = gltf["meshes"][0]["primitives"]
+    assert {"POSITION", "NORMAL", "COLOR_0"} <= set(prim["attributes"])
+    colour = gltf["accessors"][prim["attributes"]["COLOR_0"]]
+    assert colour["componentType"] == 5121 and colour["normalized"] and colour["type"] in ("VEC3", "VEC4")
+    position = gltf["accessors"][prim["attributes"]["POSITION"]]
+    assert "min" in position and "max" in position  # required by the spec
+    material = gltf["materials"][prim["material"]]["pbrMetallicRoughness"]
+    assert material["metallicFactor"] == 0 and material["baseColorFactor"] == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_obj_and_mtl_round_trip_through_trimesh(coloured_mesh, tmp_path):
+    m = coloured_mesh
+    path = write_obj(m, tmp_path / "sphere.obj")
+    text = path.read_text()
+    assert "mtllib sphere.mtl" in text and "usemtl dreamlift" in text
+    first_v = next(line for line in text.splitlines() if line.startswith("v "))
+    assert len(first_v.split()) == 7  # v x y z r g b
+    mtl = (tmp_path / "sphere.mtl").read_text()
+    kd = [float(x) for x in next(line for line in mtl.splitlines() if line.startswith("Kd")).split()[1:]]
+    assert np.allclose(kd, m.colors.mean(axis=0), atol=1e-4)
+    tm = trimesh.load(path, process=False)
+    assert len(tm.vertices) == len(m.vertices) and len(tm.faces) == len(m.faces)
+    assert np.allclose(tm.vertices, m.vertices, atol=1e-5) and np.array_equal(tm.faces, m.faces)
+    assert np.allclose(tm.vertex_attributes["color"][:, :3], m.colors, atol=1e-4)
+    assert tm.visual.material.diffuse[:3].tolist() == pytest.approx(np.rint(m.colors.mean(0) * 255), abs=1)
+    assert tm.volume > 0  # orientation survives
+    assert np.allclose(read_mesh(path).colors, m.colors, atol=1e-4)
+
+
+def test_write_obj_needs_an_obj_suffix(coloured_mesh, tmp_path):
+    with pytest.raises(DreamliftError, match=".obj"):
+        write_obj(coloured_mesh, tmp_path / "x.glb")
+
+
+def test_failed_write_leaves_the_earlier_file(coloured_mesh, tmp_path, monkeypatch):
+    path = write_glb(coloured_mesh, tmp_path / "m.glb")
+    before = path.read_bytes()
+    new_mesh = extract_mesh(sphere(0.3), resolution=24)
+
+    def disk_full(fd):  # the new bytes went to the temp file; flushing them to disk fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("dreamlift.config.os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_glb(new_mesh, path)
+    with pytest.raises(OSError, match="No space"):
+        write_obj(new_mesh, tmp_path / "m.obj")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.glb"]  # no temp file, no half .obj/.mtl
+
+
+def test_write_rejects_an_empty_mesh(tmp_path):
+    empty = Mesh(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(DreamliftError, match="no faces"):
+        write_glb(empty, tmp_path / "e.glb")
+
+
+def test_world_mug_exports_red(tmp_path):
+    mug = get_object("mug", "red")
+    m = extract_mesh(lambda p: -mug.sdf(p), mug.albedo, resolution=64)
+    tm = trimesh.Trimesh(m.vertices, m.faces, process=False)
+    assert tm.is_watertight and tm.volume > 0
+    assert np.linalg.norm(m.vertices, axis=1).max() <= 1.0
+    # The handle is on the +x side: the mesh reaches further along +x than -x.
+    assert m.vertices[:, 0].max() > -m.vertices[:, 0].min()
+    (g,) = trimesh.load(write_glb(m, tmp_path / "mug.glb")).geometry.values()
+    rgb = g.visual.vertex_attributes["color"][:, :3].astype(int)
+    red = (rgb[:, 0] > 180) & (rgb[:, 1] < 60) & (rgb[:, 2] < 60)
+    assert red.mean() > 0.9
