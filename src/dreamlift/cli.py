@@ -27,6 +27,15 @@ def _demo2d(cfg) -> None:
           f"component: >= {metrics['nearest_own_component_min']:.1%} in every class")
 
 
+def _generate(cfg) -> None:
+    from .generate import run_generate
+
+    m = run_generate(cfg)
+    out = m["out"]
+    print(f"wrote {out}/model.glb, model.obj, turntable.mp4, views.png, metrics.json "
+          f"({m['steps']} steps in {m['seconds']['train']:.0f} s, total {m['seconds']['total']:.0f} s)")
+
+
 def _lazy(module: str, name: str) -> Callable:
     """A function that imports dreamlift.<module> and returns its attribute ``name``."""
 
@@ -44,6 +53,8 @@ def _call(module: str, name: str) -> Callable:
 
 # subcommand -> (help, config class loader, runner(config)). One explicit table: grep a command to its code.
 COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
+    "generate": ("text to 3D: optimise a NeRF with score distillation from a 2D prior; write a mesh, a "
+                 "turntable video, views and metrics", _lazy("generate", "GenerateConfig"), _generate),
     "demo2d": ("train and sample a conditional DDPM on labelled 2D rings and clusters (seconds on a CPU)",
                _lazy("demo2d", "Demo2DConfig"), _demo2d),
     "sample": ("text-to-image with the built-in prior: save a grid of samples of PROMPT",

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import signal
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -145,10 +146,6 @@ def opacity_entropy(opacity: Tensor) -> Tensor:
     """Mean binary entropy of the ray opacities (pushes each ray to empty or solid)."""
     o = opacity.clamp(1e-5, 1 - 1e-5)
     return -(o * o.log() + (1 - o) * (1 - o).log()).mean()
-
-
-class _Interrupted(Exception):
-    pass
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM -> the same path as Ctrl-C
@@ -296,7 +293,9 @@ def run_generate(cfg: GenerateConfig) -> dict:
         gen.save(ckpt)
         if bar is not None:
             bar.close()
-        raise DreamliftError(f"interrupted at step {gen.step}; saved {ckpt} (continue with --resume)") from None
+            bar = None
+        print(f"interrupted at step {gen.step}; saved {ckpt} (continue with --resume)", file=sys.stderr)
+        raise
     finally:
         signal.signal(signal.SIGTERM, old)
         if bar is not None:
@@ -311,7 +310,7 @@ def run_generate(cfg: GenerateConfig) -> dict:
     steps_run = max(1, len(gen.history))
     last = gen.history[-min(50, len(gen.history)):] if gen.history else []
     metrics = {
-        "prompt": cfg.prompt, "backend": cfg.backend, "steps": cfg.steps, "seed": cfg.seed,
+        "prompt": cfg.prompt, "out": str(out), "backend": cfg.backend, "steps": cfg.steps, "seed": cfg.seed,
         "device": str(device), "render_size": gen.render_size,
         "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
                     "total": time.perf_counter() - t_start, **{f"export_{k}": v for k, v in export_times.items()}},

@@ -52,8 +52,8 @@ def nerf_mesh(field, resolution: int, threshold: float):
     from .mesh import extract_mesh
 
     bound = field.cfg.bound
-    return extract_mesh(lambda p: field.density(p.to(field.grids[0].device)).cpu(),
-                        lambda p: field(p.to(field.grids[0].device)).albedo.cpu(),
+    return extract_mesh(lambda p: field.density(p.to(field.device)).cpu(),
+                        lambda p: field(p.to(field.device)).albedo.cpu(),
                         resolution=resolution, bound=bound, threshold=threshold)
 
 
@@ -81,7 +81,7 @@ def write_outputs(gen, out: Path) -> dict[str, float]:
     lit, normals = render_views(field, cams, "lambertian")
     albedo = render_views(field, cams, "albedo")[0]
     plain = render_views(field, cams, "textureless")[0]
-    grid = torch.cat([lit, albedo, plain, normals])  # rows: lit, albedo, textureless, normals
+    grid = torch.cat([lit, albedo, plain, normals])  # columns: lit, albedo, textureless, normals; rows: views
     save_image_grid(grid, out / "views.png", rows=4)
     times["views"] = time.perf_counter() - t0
     field.train()

@@ -80,7 +80,7 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
     if not camera.is_batched:
         raise ValueError("render_nerf expects a batched Camera")
     B, H, W = len(camera), camera.height, camera.width
-    device = field.grids[0].device
+    device = field.device
     origins, dirs = camera_rays(camera)  # (B, H, W, 3)
     o, d = origins.reshape(-1, 3).to(device), dirs.reshape(-1, 3).to(device)  # (R, 3)
     R, N = o.shape[0], num_samples

@@ -85,6 +85,10 @@ class NeRF(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(L * cfg.features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 4))
         self.occupancy = OccupancyGrid(cfg.occupancy_resolution, cfg.bound)
 
+    @property
+    def device(self) -> torch.device:
+        return self.grids[0].device
+
     def encode(self, x: Tensor) -> Tensor:
         """(N, 3) points -> (N, L * F) grid features (trilinear; zero outside the bound)."""
         g = (x / self.cfg.bound).reshape(1, -1, 1, 1, 3)  # (1, N, 1, 1, 3) in [-1, 1]
