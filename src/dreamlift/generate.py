@@ -239,7 +239,8 @@ class Generator:
             self.times[k] += dt
         self.step += 1
         record = {"step": self.step, "sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
-                  "orientation": float(orient), "entropy": float(entropy), "opacity": float(sparsity),
+                  "orientation": float(orient.detach()), "entropy": float(entropy.detach()),
+                  "opacity": float(sparsity.detach()),
                   "t": float(sds.t.float().mean())}
         self.history.append(record)
         return record

@@ -1,0 +1,157 @@
+"""`dreamlift generate` end to end at tiny sizes: files that load elsewhere, exact resume, clean failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dreamlift.cli import main
+from dreamlift.config import DreamliftError
+from dreamlift.generate import Generator, GenerateConfig, run_generate
+from dreamlift.prior.model import SHIPPED_WEIGHTS
+
+pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
+
+TINY = ["--steps", "6", "--render-scale", "0.5", "--num-samples", "16", "--mesh-resolution", "40",
+        "--video-frames", "6", "--video-resolution", "32", "--checkpoint-every", "2", "--no-progress"]
+
+
+def _cfg(out, **kw):
+    base = dict(prompt="a red mug", out=out, steps=6, render_scale=0.5, num_samples=16, mesh_resolution=40,
+                video_frames=6, video_resolution=32, checkpoint_every=2, progress=False)
+    base.update(kw)
+    return GenerateConfig(**base)
+
+
+def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
+    import imageio.v2 as imageio
+    import trimesh
+    from PIL import Image
+
+    out = tmp_path / "mug"
+    assert main(["generate", "a red mug", "--out", str(out), *TINY]) == 0
+    assert "model.glb" in capsys.readouterr().out
+    scene = trimesh.load(out / "model.glb")
+    (glb,) = scene.geometry.values()
+    assert len(glb.vertices) > 100 and len(glb.faces) > 100
+    assert glb.is_watertight
+    colours = np.asarray(glb.visual.vertex_attributes["color"])
+    assert colours.shape == (len(glb.vertices), 4)
+    assert colours[:, 0].mean() > colours[:, 2].mean()  # even a few steps of "a red mug" lean red
+    obj = trimesh.load(out / "model.obj", force="mesh")
+    assert len(obj.faces) == len(glb.faces)
+    assert "newmtl" in (out / "model.mtl").read_text() and "mtllib model.mtl" in (out / "model.obj").read_text()
+    reader = imageio.get_reader(out / "turntable.mp4", format="ffmpeg")
+    frames = [f for f in reader]
+    assert len(frames) == 6 and frames[0].shape[0] >= 256
+    assert Image.open(out / "views.png").size[0] > 64
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["steps"] == 6 and cfg["sds"]["guidance_scale"] == 20.0 and cfg["preset"] == "fast"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["ms_per_step"]) == {"render", "guidance", "backward", "optimizer", "occupancy"}
+    assert metrics["steps"] == 6 and np.isfinite(metrics["final_losses"]["sds"])
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    run_generate(_cfg(tmp_path / "whole"))
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+
+    real_step = Generator.train_step
+
+    def dying_step(self):
+        if self.step == 3:
+            raise KeyboardInterrupt  # what Ctrl-C or SIGTERM does
+        return real_step(self)
+
+    monkeypatch.setattr(Generator, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_generate(_cfg(tmp_path / "split"))
+    saved = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == 3 and not (tmp_path / "split" / "model.glb").exists()
+    monkeypatch.setattr(Generator, "train_step", real_step)
+    run_generate(_cfg(tmp_path / "split", resume=True))
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert split["step"] == whole["step"] == 6
+    for k, v in whole["field"].items():
+        assert torch.equal(v, split["field"][k]), k
+    assert [r["sds"] for r in split["history"]] == [r["sds"] for r in whole["history"]]
+
+
+def test_existing_outputs_are_kept_without_force(tmp_path, capsys):
+    out = tmp_path / "o"
+    run_generate(_cfg(out, steps=2))
+    before = (out / "model.glb").read_bytes()
+    assert main(["generate", "a blue car", "--out", str(out), *TINY]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "model.glb").read_bytes() == before
+    assert main(["generate", "a blue car", "--out", str(out), *TINY, "--steps", "2", "--force"]) == 0
+    assert (out / "model.glb").read_bytes() != before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["   "], "empty"),
+    (["a mug " * 80], "characters long"),
+    (["a red mug", "--steps", "0"], "--steps must be positive"),
+    (["a red mug", "--steps", "-3"], "--steps must be positive"),
+    (["a red mug", "--model", "/nonexistent/prior"], "no prior weights"),
+    (["a red mug", "--backend", "stable-diffusion", "--model", "/nonexistent/sd"], "stable diffusion"),
+    (["a red mug", "--resume"], "no checkpoint"),
+    (["a red mug", "--p-albedo", "0.9", "--p-textureless", "0.9"], "sum to at most 1"),
+    (["the eiffel tower at night"], "outside the built-in prior's world"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, args, message):
+    out = tmp_path / "bad"
+    code = main(["generate", *args, "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message.lower() in err.lower() and len(err.strip().splitlines()) == 1
+    assert not any(out.glob("*")) if out.exists() else True
+
+
+def test_unknown_backend_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "a red mug", "--backend", "dall-e"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["generate", "a red mug", "--out", str(out), "--resume", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nan_loss_is_caught(tmp_path, monkeypatch):
+    from dreamlift.guidance.builtin import BuiltinGuidance
+
+    monkeypatch.setattr(BuiltinGuidance, "predict_eps", lambda self, x, t, c: torch.full_like(x, float("nan")))
+    with pytest.raises(DreamliftError, match="not finite"):
+        run_generate(_cfg(tmp_path / "n"))
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "term"
+    args = [sys.executable, "-m", "dreamlift.cli", "generate", "a red mug", "--out", str(out),
+            *TINY, "--steps", "100000", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "config.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # some steps
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert 0 < state["step"] < 100000
+    assert not (out / "model.glb").exists()
