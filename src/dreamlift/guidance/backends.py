@@ -1,0 +1,71 @@
+"""The guidance backends by name, and one function to load any of them.
+
+``BACKENDS`` maps each name to a constructor ``(model, device, allow_out_of_world) -> GuidanceBackend``
+that imports its module only when called, so naming the built-in backend never imports the
+Stable Diffusion or DeepFloyd code (nor loads diffusers' pipelines).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..config import DreamliftError
+from .base import GuidanceBackend
+
+__all__ = ["BACKENDS", "load_backend", "DEFAULT_MODELS"]
+
+Constructor = Callable[[str | None, torch.device | str, bool], GuidanceBackend]
+
+
+def _builtin(model: str | None, device: torch.device | str, allow_out_of_world: bool) -> GuidanceBackend:
+    from .builtin import BuiltinGuidance
+
+    return BuiltinGuidance(model, device, allow_out_of_world)
+
+
+def _stable_diffusion(model: str | None, device: torch.device | str, allow_out_of_world: bool) -> GuidanceBackend:
+    from .stable_diffusion import DEFAULT_SD_MODEL, StableDiffusionGuidance
+
+    return StableDiffusionGuidance(model or DEFAULT_SD_MODEL, device)
+
+
+def _deepfloyd(model: str | None, device: torch.device | str, allow_out_of_world: bool) -> GuidanceBackend:
+    from .deepfloyd import DEFAULT_IF_MODEL, DeepFloydGuidance
+
+    return DeepFloydGuidance(model or DEFAULT_IF_MODEL, device)
+
+
+BACKENDS: dict[str, Constructor] = {
+    "builtin": _builtin,
+    "stable-diffusion": _stable_diffusion,
+    "deepfloyd-if": _deepfloyd,
+}
+"""name -> constructor(model, device, allow_out_of_world); model None means the backend's default."""
+
+DEFAULT_MODELS: dict[str, str] = {
+    "builtin": "the shipped prior (dreamlift/prior/weights)",
+    "stable-diffusion": "stabilityai/stable-diffusion-2-1-base",
+    "deepfloyd-if": "DeepFloyd/IF-I-XL-v1.0",
+}
+"""What ``model=None`` loads, for help texts."""
+
+
+def load_backend(name: str, model: str | None = None, device: torch.device | str = "cpu",
+                 allow_out_of_world: bool = False) -> GuidanceBackend:
+    """Load the guidance backend ``name`` ("builtin", "stable-diffusion" or "deepfloyd-if").
+
+    Args:
+        model: builtin: an exported prior folder (None: the shipped weights); stable-diffusion and
+            deepfloyd-if: a local diffusers folder or a cached hub id (None: DEFAULT_MODELS[name]).
+            Nothing is downloaded unless DREAMLIFT_ALLOW_DOWNLOAD=1.
+        device: where the backend runs (the diffusers backends default to float16 on CUDA).
+        allow_out_of_world: builtin only: accept prompts outside the prior's world.
+
+    Raises:
+        DreamliftError: an unknown name, or a model that cannot be loaded.
+    """
+    if name not in BACKENDS:
+        raise DreamliftError(f"unknown guidance backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    return BACKENDS[name](model, device, allow_out_of_world)
