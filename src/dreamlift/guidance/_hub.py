@@ -84,6 +84,24 @@ def _looks_like_path(model: str) -> bool:
     return os.path.isabs(model) or model.startswith((".", "~")) or "\\" in model or model.count("/") > 1
 
 
+def _download_command() -> str:
+    """The hub client's download command as installed: 'hf download' (huggingface_hub >= 1) or the older
+    'huggingface-cli download'."""
+    import shutil
+
+    return "huggingface-cli download" if shutil.which("huggingface-cli") and not shutil.which("hf") else "hf download"
+
+
+def _in_hub_cache(repo_id: str, filename: str) -> bool:
+    """Whether ``filename`` of the model ``repo_id`` is in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except Exception:  # an invalid repo id, or an old huggingface_hub: let the loaders report it
+        return True
+
+
 class ModelSource:
     """A model folder or hub id, checked up front, from which components are loaded offline.
 
@@ -100,10 +118,12 @@ class ModelSource:
         self.subfolders = subfolders
         self.hint = hint
         self.local_files_only = not allow_download()
-        layout = " ".join(f"{s}/" for s in subfolders)
-        self._advice = (f"pass a local folder with {layout} or download it first with "
-                        f"'huggingface-cli download <id>' (or set {ALLOW_DOWNLOAD_ENV}=1 to let dreamlift download it)")
         path = Path(self.name).expanduser()
+        is_path = path.exists() or _looks_like_path(self.name)
+        layout = " ".join(f"{s}/" for s in subfolders)
+        hub_id = "<hub id>" if is_path else self.name
+        self._advice = (f"pass a local folder with {layout} or download it first with '{_download_command()} "
+                        f"{hub_id}' (or set {ALLOW_DOWNLOAD_ENV}=1 to let dreamlift download it)")
         if path.exists():
             if not path.is_dir():
                 raise DreamliftError(f"{kind} model {self.name!r} is a file, not a folder; {self._advice}")
@@ -112,10 +132,12 @@ class ModelSource:
                 raise DreamliftError(f"{self.name!r} is not a {kind} folder (missing "
                                      f"{', '.join(s + '/' for s in missing)}); {self._advice}")
             self.location, self.is_local = str(path), True
-        elif _looks_like_path(self.name):
+        elif is_path:
             raise DreamliftError(f"{kind} model folder {self.name!r} does not exist; {self._advice}")
         else:
             self.location, self.is_local = self.name, False
+            if self.local_files_only and not _in_hub_cache(self.name, "scheduler/scheduler_config.json"):
+                raise self.fail("it is not in the local Hugging Face cache")
 
     def fail(self, reason: str) -> DreamliftError:
         """The one-line error for a model that cannot be loaded."""
