@@ -41,12 +41,13 @@ def allow_download() -> bool:
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of an exception's message (or its type name), at most ``limit`` characters."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            line = line.strip()
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return type(exc).__name__
+    """The first non-empty line of an exception's message (or its type name), joined with the next one when it
+    only introduces a list ("Error(s) in loading state_dict for X:"), at most ``limit`` characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[0] if not (lines[0].endswith(":") and len(lines) > 1) else f"{lines[0]} {lines[1]}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def default_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dtype:
@@ -153,6 +154,35 @@ class ModelSource:
             raise
         except Exception as exc:  # hub, OSError, ValueError, JSON, safetensors...: all mean "not loadable"
             raise self.fail(f"{subfolder}/: {first_line(exc)}") from exc
+
+    def check_model_type(self, cls: type, subfolder: str) -> None:
+        """For a transformers model class: fail unless ``subfolder``'s config has ``cls``'s model_type.
+
+        Reads only config.json, so a folder of the wrong model family fails before any weights load.
+        """
+        config_class = getattr(cls, "config_class", None)
+        expected = getattr(config_class, "model_type", "") if config_class is not None else ""
+        if not expected or not hasattr(config_class, "get_config_dict"):
+            return
+        config, _ = self.load(config_class.get_config_dict, subfolder)
+        found = config.get("model_type")
+        if found and found != expected and not (expected == "clip_text_model" and found == "clip"):
+            raise self.fail(f"{subfolder}/ holds a {found!r} model, not {expected!r}")
+
+    def load_model(self, cls: type, subfolder: str, **kwargs: Any) -> Any:
+        """``cls.from_pretrained`` for a transformers or diffusers model, refusing partial loads.
+
+        Both libraries only warn when checkpoint keys are missing and initialise those weights at
+        random; a frozen guide with random layers would give silent nonsense, so any missing or
+        mismatched key, or a transformers config of another model type, is a DreamliftError.
+        """
+        self.check_model_type(cls, subfolder)
+        model, info = self.load(cls.from_pretrained, subfolder, output_loading_info=True, **kwargs)
+        bad = [str(k) for key in ("missing_keys", "mismatched_keys") for k in (info.get(key) or [])]
+        if bad:
+            raise self.fail(f"{subfolder}/ does not hold complete {cls.__name__} weights "
+                            f"({len(bad)} missing or mismatched, e.g. {sorted(bad)[0]})")
+        return model
 
     def load_scheduler_config(self) -> dict[str, Any]:
         """The scheduler's config dict (any scheduler class: only betas and prediction_type are read)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -78,16 +79,18 @@ class DeepFloydGuidance(GuidanceBackend):
         config = source.load_scheduler_config()
         self.schedule = schedule_from_config(config)
         self.prediction = prediction_from_config(config)
+        source.check_model_type(T5EncoderModel, "text_encoder")
         try:
             self.tokenizer = source.load(_t5_tokenizer_class().from_pretrained, "tokenizer")
         except DreamliftError as exc:
-            if importlib.util.find_spec("sentencepiece") is None:
+            no_json = not source.is_local or not (Path(source.location) / "tokenizer" / "tokenizer.json").is_file()
+            if no_json and importlib.util.find_spec("sentencepiece") is None:
                 raise DreamliftError(f"{exc}; a tokenizer/ with only spiece.model needs 'pip install sentencepiece'"
                                      ) from exc.__cause__
             raise
-        self.text_encoder = source.load(T5EncoderModel.from_pretrained, "text_encoder",
+        self.text_encoder = source.load_model(T5EncoderModel, "text_encoder",
                                         **transformers_dtype(self.dtype))
-        self.unet = source.load(UNet2DConditionModel.from_pretrained, "unet", **diffusers_kwargs(self.dtype))
+        self.unet = source.load_model(UNet2DConditionModel, "unet", **diffusers_kwargs(self.dtype))
         for module in (self.text_encoder, self.unet):
             module.eval().requires_grad_(False).to(self.device)
 

@@ -63,10 +63,11 @@ class StableDiffusionGuidance(GuidanceBackend):
         config = source.load_scheduler_config()
         self.schedule = schedule_from_config(config)
         self.prediction = prediction_from_config(config)
+        source.check_model_type(CLIPTextModel, "text_encoder")
         self.tokenizer = source.load(CLIPTokenizer.from_pretrained, "tokenizer")
-        self.text_encoder = source.load(CLIPTextModel.from_pretrained, "text_encoder", **transformers_dtype(self.dtype))
-        self.vae = source.load(AutoencoderKL.from_pretrained, "vae", **diffusers_kwargs(self.dtype))
-        self.unet = source.load(UNet2DConditionModel.from_pretrained, "unet", **diffusers_kwargs(self.dtype))
+        self.text_encoder = source.load_model(CLIPTextModel, "text_encoder", **transformers_dtype(self.dtype))
+        self.vae = source.load_model(AutoencoderKL, "vae", **diffusers_kwargs(self.dtype))
+        self.unet = source.load_model(UNet2DConditionModel, "unet", **diffusers_kwargs(self.dtype))
         for module in (self.text_encoder, self.vae, self.unet):
             module.eval().requires_grad_(False).to(self.device)
 
