@@ -246,6 +246,32 @@ def test_unreadable_component_is_a_clear_error(sd_folder, tmp_path):
     assert "cannot load Stable Diffusion model" in msg and "unet/" in msg
 
 
+@pytest.mark.parametrize("component", ["unet", "vae", "text_encoder"])
+def test_incomplete_weights_are_refused(sd_folder, tmp_path, component):
+    """diffusers and transformers only warn about missing keys (and initialise them at random): refuse them."""
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / f"partial-{component}"
+    shutil.copytree(sd_folder, broken)
+    (weights,) = (broken / component).glob("*.safetensors")
+    state = load_file(str(weights))
+    dropped = sorted(state)[0]
+    del state[dropped]
+    save_file(state, str(weights), metadata={"format": "pt"})
+    with pytest.raises(DreamliftError) as e:
+        StableDiffusionGuidance(str(broken))
+    msg = _one_line(e)
+    assert f"{component}/ does not hold complete" in msg and "1 missing" in msg
+
+
+def test_wrong_text_encoder_family_is_refused(sd_folder, if_folder, tmp_path):
+    mixed = tmp_path / "t5-in-sd"
+    shutil.copytree(sd_folder, mixed, ignore=shutil.ignore_patterns("text_encoder"))
+    shutil.copytree(if_folder / "text_encoder", mixed / "text_encoder")
+    with pytest.raises(DreamliftError, match="text_encoder/ holds a 't5' model, not 'clip_text_model'"):
+        StableDiffusionGuidance(str(mixed))
+
+
 def test_a_file_is_not_a_model(tmp_path):
     f = tmp_path / "model.ckpt"
     f.write_bytes(b"")
