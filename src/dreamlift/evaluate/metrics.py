@@ -13,6 +13,9 @@ Metrics
 - Geometry: :func:`volumetric_iou` and :func:`best_rotation_iou` (the prediction's best turn
   about the up axis), :func:`chamfer_distance` between surface samples, with
   :func:`surface_points_from_density` to sample a density's iso-surface.
+- Colour: :func:`srgb_to_lab`, :func:`delta_e76` and :func:`delta_e2000` (CIEDE2000).
+- Text agreement: :func:`r_precision` over :func:`suite_prompt_scores` from the evaluator's
+  probabilities (dreamlift's analogue of CLIP R-Precision in DreamFusion).
 
 Frame and grids
 ---------------
@@ -28,8 +31,9 @@ by querying the original at the inversely rotated points, ``occ(R_y(-a) p)``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +44,8 @@ from ..config import DreamliftError
 __all__ = [
     "occupancy_grid", "volumetric_iou", "best_rotation_iou", "grid_iou",
     "chamfer_distance", "surface_points_from_density",
+    "srgb_to_lab", "delta_e76", "delta_e2000",
+    "r_precision", "suite_prompt_scores",
 ]
 
 FieldFn = Callable[[Tensor], Tensor]
@@ -308,3 +314,186 @@ def surface_points_from_density(density_fn: FieldFn, threshold: float, n: int, r
     s = r1.sqrt()
     t = tri[pick]
     return ((1 - s) * t[:, 0] + s * (1 - r2) * t[:, 1] + s * r2 * t[:, 2]).float()
+
+
+# ----------------------------------------------------------------------------- colour
+
+#: sRGB (linear) -> CIE XYZ for the D65 white, IEC 61966-2-1 primaries (Lindbloom's 7-digit matrix).
+_SRGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
+                             [0.2126729, 0.7151522, 0.0721750],
+                             [0.0193339, 0.1191920, 0.9503041]], dtype=torch.float64)
+#: The D65 reference white (2-degree observer), the rows' sums: sRGB white maps to L* = 100, a* = b* = 0.
+_D65 = _SRGB_TO_XYZ.sum(dim=1)
+
+
+def _check_triples(name: str, x: Tensor) -> Tensor:
+    x = torch.as_tensor(x)
+    if x.ndim == 0 or x.shape[-1] != 3:
+        raise DreamliftError(f"{name} must have shape (..., 3), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise DreamliftError(f"{name} has NaN or infinite values")
+    return x
+
+
+def _out_dtype(*xs: Tensor) -> torch.dtype:
+    """The float dtype of a result: the inputs' promoted float dtype, at least float32."""
+    return functools.reduce(torch.promote_types, [x.dtype for x in xs if x.is_floating_point()], torch.float32)
+
+
+def srgb_to_lab(rgb: Tensor, linear: bool = False) -> Tensor:
+    """sRGB in [0, 1] (..., 3) -> CIELAB (..., 3) as (L*, a*, b*), D65 white, 2-degree observer.
+
+    1. Decode the sRGB transfer curve (IEC 61966-2-1): c <= 0.04045 -> c / 12.92, else
+       ((c + 0.055) / 1.055)^2.4. Skipped with ``linear=True`` (linear RGB input, such as the
+       world's albedos in ``dreamlift.world.colours``, which renders write as they are).
+    2. XYZ = M rgb with the sRGB/D65 matrix M.
+    3. CIE 1976 L*a*b* (CIE 15): with f(t) = t^(1/3) for t > (6/29)^3, else t / (3 (6/29)^2) + 4/29,
+       L* = 116 f(Y/Yn) - 16, a* = 500 (f(X/Xn) - f(Y/Yn)), b* = 200 (f(Y/Yn) - f(Z/Zn)).
+    Computed in float64; returned in the input's float dtype (float32 for integer input).
+    """
+    rgb = _check_triples("rgb", rgb)
+    out_dtype = _out_dtype(rgb)
+    c = rgb.double()
+    if c.min() < -1e-6 or c.max() > 1 + 1e-6:
+        raise DreamliftError(f"rgb must lie in [0, 1], got values in [{float(c.min()):.4g}, {float(c.max()):.4g}]")
+    c = c.clamp(0.0, 1.0)
+    if not linear:
+        c = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).pow(2.4))
+    xyz = c @ _SRGB_TO_XYZ.to(c.device).T / _D65.to(c.device)  # (..., 3) relative to white
+    eps = (6.0 / 29.0) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps).pow(1.0 / 3.0), xyz / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
+    fx, fy, fz = f.unbind(-1)
+    lab = torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-1)
+    return lab.to(out_dtype)
+
+
+def delta_e76(lab1: Tensor, lab2: Tensor) -> Tensor:
+    """CIE 1976 colour difference: the Euclidean distance in CIELAB. (..., 3), (..., 3) -> (...) (broadcast)."""
+    lab1, lab2 = _check_triples("lab1", lab1), _check_triples("lab2", lab2)
+    return (lab1.double() - lab2.double()).norm(dim=-1).to(_out_dtype(lab1, lab2))
+
+
+def delta_e2000(lab1: Tensor, lab2: Tensor, k_l: float = 1.0, k_c: float = 1.0, k_h: float = 1.0) -> Tensor:
+    """CIEDE2000 colour difference. (..., 3), (..., 3) CIELAB -> (...) (broadcast).
+
+    Equations (1)-(22) of Sharma, Wu & Dalal, "The CIEDE2000 color-difference formula:
+    implementation notes, supplementary test data, and mathematical observations", Color Res.
+    Appl. 30(1), 2005, with their conventions at the discontinuities: a hue angle of 0 where
+    a' = b = 0, dh' = 0 and mean hue h1' + h2' where C1' C2' = 0. Weights k_L = k_C = k_H = 1 by
+    default (reference conditions). Symmetric in its arguments; computed in float64.
+    """
+    lab1, lab2 = _check_triples("lab1", lab1), _check_triples("lab2", lab2)
+    out_dtype = _out_dtype(lab1, lab2)
+    l1, a1, b1 = lab1.double().unbind(-1)
+    l2, a2, b2 = lab2.double().unbind(-1)
+    deg = math.pi / 180.0
+    c_bar = 0.5 * (torch.hypot(a1, b1) + torch.hypot(a2, b2))
+    g = 0.5 * (1.0 - torch.sqrt(c_bar ** 7 / (c_bar ** 7 + 25.0 ** 7)))  # (4)
+    a1p, a2p = (1.0 + g) * a1, (1.0 + g) * a2  # (5)
+    c1p, c2p = torch.hypot(a1p, b1), torch.hypot(a2p, b2)  # (6)
+    h1p = torch.remainder(torch.atan2(b1, a1p) / deg, 360.0)  # (7); atan2(0, 0) = 0
+    h2p = torch.remainder(torch.atan2(b2, a2p) / deg, 360.0)
+    dl = l2 - l1  # (8)
+    dc = c2p - c1p  # (9)
+    cc = c1p * c2p
+    dh = h2p - h1p  # (10)
+    dh = torch.where(dh > 180.0, dh - 360.0, torch.where(dh < -180.0, dh + 360.0, dh))
+    dh = torch.where(cc == 0, torch.zeros_like(dh), dh)
+    d_big_h = 2.0 * torch.sqrt(cc) * torch.sin(0.5 * dh * deg)  # (11)
+    l_bar = 0.5 * (l1 + l2)  # (12)
+    c_bar_p = 0.5 * (c1p + c2p)  # (13)
+    hsum = h1p + h2p  # (14)
+    h_bar = torch.where((h1p - h2p).abs() <= 180.0, 0.5 * hsum,
+                        torch.where(hsum < 360.0, 0.5 * (hsum + 360.0), 0.5 * (hsum - 360.0)))
+    h_bar = torch.where(cc == 0, hsum, h_bar)
+    t = (1.0 - 0.17 * torch.cos((h_bar - 30.0) * deg) + 0.24 * torch.cos(2.0 * h_bar * deg)
+         + 0.32 * torch.cos((3.0 * h_bar + 6.0) * deg) - 0.20 * torch.cos((4.0 * h_bar - 63.0) * deg))  # (15)
+    d_theta = 30.0 * torch.exp(-(((h_bar - 275.0) / 25.0) ** 2))  # (16)
+    r_c = 2.0 * torch.sqrt(c_bar_p ** 7 / (c_bar_p ** 7 + 25.0 ** 7))  # (17)
+    s_l = 1.0 + 0.015 * (l_bar - 50.0) ** 2 / torch.sqrt(20.0 + (l_bar - 50.0) ** 2)  # (18)
+    s_c = 1.0 + 0.045 * c_bar_p  # (19)
+    s_h = 1.0 + 0.015 * c_bar_p * t  # (20)
+    r_t = -torch.sin(2.0 * d_theta * deg) * r_c  # (21)
+    tl, tc, th = dl / (k_l * s_l), dc / (k_c * s_c), d_big_h / (k_h * s_h)
+    de = torch.sqrt((tl ** 2 + tc ** 2 + th ** 2 + r_t * tc * th).clamp_min(0.0))  # (22)
+    return de.to(out_dtype)
+
+
+# ----------------------------------------------------------------------------- R-Precision
+
+
+def r_precision(scores: Tensor, true_index: Tensor) -> float:
+    """Fraction of rows whose highest-scoring prompt is the true one. scores (V, P), true_index (V,) long.
+
+    R-Precision with R = 1 as in DreamFusion (Poole et al. 2022, after Park et al. 2021): each
+    rendered view v ranks the P suite prompts by ``scores[v]`` and is correct when its argmax is
+    ``true_index[v]``. A tie between k top prompts that include the true one counts 1/k (the
+    expected hit rate under random tie-breaking), so constant scores earn chance, not a free hit.
+    """
+    scores, true_index = torch.as_tensor(scores), torch.as_tensor(true_index)
+    if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise DreamliftError(f"scores must have shape (V, P) with V, P >= 1, got {tuple(scores.shape)}")
+    if true_index.shape != scores.shape[:1] or true_index.is_floating_point():
+        raise DreamliftError(f"true_index must be an integer tensor of shape ({scores.shape[0]},), "
+                             f"got {true_index.dtype} {tuple(true_index.shape)}")
+    if true_index.min() < 0 or true_index.max() >= scores.shape[1]:
+        raise DreamliftError(f"true_index must lie in [0, {scores.shape[1] - 1}]")
+    if torch.isnan(scores).any():
+        raise DreamliftError("scores contain NaN")
+    top = scores == scores.max(dim=1, keepdim=True).values  # (V, P)
+    hit = top.gather(1, true_index.long()[:, None])[:, 0].double() / top.sum(dim=1).double()
+    return float(hit.mean())
+
+
+def _check_probs(name: str, p: Tensor) -> Tensor:
+    p = torch.as_tensor(p)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise DreamliftError(f"prediction.{name} must have shape (V, classes), got {tuple(p.shape)}")
+    p = p.double()
+    if p.min() < 0 or p.max() > 1 or not torch.allclose(p.sum(-1), torch.ones_like(p[:, 0]), atol=1e-3):
+        raise DreamliftError(f"prediction.{name} must hold probabilities (rows in [0, 1] summing to 1), "
+                             "as Evaluator.predict returns; apply softmax to logits first")
+    return p
+
+
+def _check_indices(name: str, idx: Sequence[int] | Tensor, classes: int) -> Tensor:
+    idx = torch.as_tensor(idx)
+    if idx.ndim != 1 or idx.shape[0] == 0 or idx.is_floating_point():
+        raise DreamliftError(f"{name} must be a non-empty 1-D integer sequence, got {idx.dtype} {tuple(idx.shape)}")
+    if idx.min() < 0 or idx.max() >= classes:
+        raise DreamliftError(f"{name} must index the evaluator's {classes} classes")
+    return idx.long()
+
+
+def suite_prompt_scores(prediction, prompt_categories: Sequence[int] | Tensor,
+                        prompt_colours: Sequence[int] | Tensor | None = None, use_colour: bool = True) -> Tensor:
+    """Score each suite prompt for each rendered view. -> (V, P) float64, for :func:`r_precision`.
+
+    ``prediction`` is an :class:`~dreamlift.evaluate.classifier.Prediction` of V renders
+    (``Evaluator.predict``: ``category`` (V, C) and ``colour`` (V, K) probabilities).
+    Prompt p names category ``prompt_categories[p]`` and colour ``prompt_colours[p]``
+    (indices into ``Evaluator.categories`` / ``Evaluator.colours``). Its score is the
+    log-likelihood under the evaluator's independent heads,
+
+        score[v, p] = log P(category_p | view v) + log P(colour_p | view v),
+
+    or the category term alone with ``use_colour=False`` (textureless renders, whose colour
+    carries no information). Probabilities are floored at 1e-30 so an impossible prompt
+    scores very low rather than -inf.
+    """
+    if not (hasattr(prediction, "category") and hasattr(prediction, "colour")):
+        raise DreamliftError(f"prediction must be an Evaluator Prediction, got {type(prediction).__name__}")
+    cat = _check_probs("category", prediction.category)
+    cats = _check_indices("prompt_categories", prompt_categories, cat.shape[1])
+    scores = cat.clamp_min(1e-30).log()[:, cats]  # (V, P)
+    if use_colour:
+        if prompt_colours is None:
+            raise DreamliftError("prompt_colours is needed unless use_colour=False")
+        col = _check_probs("colour", prediction.colour)
+        if col.shape[0] != cat.shape[0]:
+            raise DreamliftError(f"prediction.category has {cat.shape[0]} rows but prediction.colour {col.shape[0]}")
+        cols = _check_indices("prompt_colours", prompt_colours, col.shape[1])
+        if cols.shape != cats.shape:
+            raise DreamliftError(f"{cats.shape[0]} prompt categories but {cols.shape[0]} prompt colours")
+        scores = scores + col.clamp_min(1e-30).log()[:, cols]
+    return scores

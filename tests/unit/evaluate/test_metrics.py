@@ -1,13 +1,17 @@
-"""3D quality metrics against exact answers: analytic volumes, known rotations, exact surfaces."""
+"""3D quality metrics against exact answers: analytic volumes, known rotations, published colour data."""
 
 import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dreamlift.config import DreamliftError
+from dreamlift.evaluate.classifier import Prediction
 from dreamlift.evaluate.metrics import (
-    best_rotation_iou, chamfer_distance, grid_iou, occupancy_grid, surface_points_from_density, volumetric_iou,
+    best_rotation_iou, chamfer_distance, delta_e76, delta_e2000, grid_iou, occupancy_grid, r_precision,
+    srgb_to_lab, suite_prompt_scores, surface_points_from_density, volumetric_iou,
 )
 from dreamlift.world import get_object
 from dreamlift.world import sdf as S
@@ -161,6 +165,125 @@ def test_surface_points_of_a_world_object_match_its_surface_samples():
     assert chamfer_distance(shifted, truth) > 1.3 * baseline
 
 
+# ----------------------------------------------------------------------------- colour
+
+# Published sRGB (D65) -> L*a*b* values (Lindbloom's and EasyRGB's calculators; 8-bit grey 128).
+PUBLISHED_LAB = [
+    ((1.0, 0.0, 0.0), (53.2408, 80.0925, 67.2032)),
+    ((0.0, 1.0, 0.0), (87.7347, -86.1827, 83.1793)),
+    ((0.0, 0.0, 1.0), (32.2970, 79.1875, -107.8602)),
+    ((128 / 255, 128 / 255, 128 / 255), (53.585, 0.0, 0.0)),
+]
+
+
+def test_srgb_to_lab_of_white_black_and_primaries():
+    lab = srgb_to_lab(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(lab, torch.tensor([[100.0, 0, 0], [0, 0, 0]], dtype=torch.float64), atol=1e-4,
+                               rtol=0)
+    rgb = torch.tensor([c for c, _ in PUBLISHED_LAB], dtype=torch.float64)
+    expected = torch.tensor([e for _, e in PUBLISHED_LAB], dtype=torch.float64)
+    assert (srgb_to_lab(rgb) - expected).abs().max() < 0.1
+    assert srgb_to_lab(torch.rand(2, 5, 3)).shape == (2, 5, 3)  # any leading dims
+    # linear=True skips the transfer curve: sRGB 0.5 is linear ((0.5 + 0.055) / 1.055)^2.4.
+    linear = torch.full((3,), ((0.5 + 0.055) / 1.055) ** 2.4, dtype=torch.float64)
+    grey = torch.full((3,), 0.5, dtype=torch.float64)
+    torch.testing.assert_close(srgb_to_lab(linear, linear=True), srgb_to_lab(grey))
+
+
+def test_srgb_to_lab_agrees_with_scikit_image():
+    color = pytest.importorskip("skimage.color")
+    rgb = torch.rand(500, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = torch.from_numpy(color.rgb2lab(rgb.numpy()))
+    assert (srgb_to_lab(rgb) - ref).abs().max() < 0.1
+
+
+# Sharma, Wu & Dalal 2005, Table 1 (L1 a1 b1 L2 a2 b2 dE00): the hue-wrap, discontinuity and
+# rotation-term cases (pairs 1-4, 7-17, 25-34).
+SHARMA = """
+50.0000 2.6772 -79.7751 50.0000 0.0000 -82.7485 2.0425
+50.0000 3.1571 -77.2803 50.0000 0.0000 -82.7485 2.8615
+50.0000 2.8361 -74.0200 50.0000 0.0000 -82.7485 3.4412
+50.0000 -1.3802 -84.2814 50.0000 0.0000 -82.7485 1.0000
+50.0000 0.0000 0.0000 50.0000 -1.0000 2.0000 2.3669
+50.0000 -1.0000 2.0000 50.0000 0.0000 0.0000 2.3669
+50.0000 2.4900 -0.0010 50.0000 -2.4900 0.0009 7.1792
+50.0000 2.4900 -0.0010 50.0000 -2.4900 0.0010 7.1792
+50.0000 2.4900 -0.0010 50.0000 -2.4900 0.0011 7.2195
+50.0000 2.4900 -0.0010 50.0000 -2.4900 0.0012 7.2195
+50.0000 -0.0010 2.4900 50.0000 0.0009 -2.4900 4.8045
+50.0000 -0.0010 2.4900 50.0000 0.0010 -2.4900 4.8045
+50.0000 -0.0010 2.4900 50.0000 0.0011 -2.4900 4.7461
+50.0000 2.5000 0.0000 50.0000 0.0000 -2.5000 4.3065
+50.0000 2.5000 0.0000 73.0000 25.0000 -18.0000 27.1492
+60.2574 -34.0099 36.2677 60.4626 -34.1751 39.4387 1.2644
+63.0109 -31.0961 -5.8663 62.8187 -29.7946 -4.0864 1.2630
+61.2901 3.7196 -5.3901 61.4292 2.2480 -4.9620 1.8731
+35.0831 -44.1164 3.7933 35.0232 -40.0716 1.5901 1.8645
+22.7233 20.0904 -46.6940 23.0331 14.9730 -42.5619 2.0373
+36.4612 47.8580 18.3852 36.2715 50.5065 21.2231 1.4146
+90.8027 -2.0831 1.4410 91.1528 -1.6435 0.0447 1.4441
+90.9257 -0.5406 -0.9208 88.6381 -0.8985 -0.7239 1.5381
+6.7747 -0.2908 -2.4247 5.8714 -0.0985 -2.2286 0.6377
+2.0776 0.0795 -1.1350 0.9033 -0.0636 -0.5514 0.9082
+"""
+
+
+def test_ciede2000_matches_sharma_table():
+    rows = torch.tensor([[float(v) for v in line.split()] for line in SHARMA.strip().splitlines()],
+                        dtype=torch.float64)
+    lab1, lab2, expected = rows[:, :3], rows[:, 3:6], rows[:, 6]
+    # The table is printed to 4 decimals: a correct implementation is within 5e-5 of it.
+    assert (delta_e2000(lab1, lab2) - expected).abs().max() < 1e-4
+    assert (delta_e2000(lab2, lab1) - expected).abs().max() < 1e-4  # symmetric
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=3, max_size=3))
+def test_delta_e_of_identical_colours_is_zero(rgb):
+    lab = srgb_to_lab(torch.tensor(rgb, dtype=torch.float64))
+    assert float(delta_e76(lab, lab)) == 0.0
+    assert float(delta_e2000(lab, lab)) == 0.0
+
+
+def test_delta_e76_and_broadcasting():
+    assert float(delta_e76(torch.tensor([50.0, 30, 40]), torch.tensor([50.0, 0, 0]))) == pytest.approx(50.0)
+    many = torch.rand(4, 3) * 50
+    assert delta_e2000(many, torch.tensor([50.0, 0, 0])).shape == (4,)
+    assert delta_e76(many[:, None], many[None]).shape == (4, 4)
+
+
+# ----------------------------------------------------------------------------- R-Precision
+
+
+def test_r_precision_of_exact_scores_is_one():
+    assert r_precision(torch.eye(6), torch.arange(6)) == 1.0
+    assert r_precision(torch.zeros(4, 5), torch.zeros(4, dtype=torch.long)) == pytest.approx(0.2)  # ties: chance
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.permutations(list(range(8))))
+def test_r_precision_of_a_shuffled_assignment_counts_fixed_points(perm):
+    perm = torch.tensor(perm)
+    scores = torch.eye(8)[perm]  # view v scores prompt perm[v] highest
+    expected = float((perm == torch.arange(8)).float().mean())
+    assert r_precision(scores, torch.arange(8)) == pytest.approx(expected)
+
+
+def test_suite_prompt_scores_are_joint_log_likelihoods():
+    cat = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    col = torch.tensor([[0.1, 0.9], [0.6, 0.4]])
+    pred = Prediction(cat, col, torch.full((2, 4), 0.25))
+    prompts_cat, prompts_col = [0, 0, 2, 2], [0, 1, 0, 1]
+    scores = suite_prompt_scores(pred, prompts_cat, prompts_col)
+    assert scores.shape == (2, 4)
+    assert float(scores[0, 1]) == pytest.approx(math.log(0.7) + math.log(0.9))
+    assert scores.argmax(1).tolist() == [1, 2]  # "(cat 0, colour 1)" and "(cat 2, colour 0)"
+    assert r_precision(scores, torch.tensor([1, 2])) == 1.0
+    shape_only = suite_prompt_scores(pred, prompts_cat, use_colour=False)
+    assert float(shape_only[1, 2]) == pytest.approx(math.log(0.8))
+    assert r_precision(shape_only, torch.tensor([1, 2])) == 0.5  # view 0 ties prompts 0 and 1
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -186,3 +309,24 @@ def test_bad_inputs_raise_dreamlift_error():
         surface_points_from_density(lambda p: -S.sphere(p, 0.5), 10.0, 10, resolution=8)
     with pytest.raises(DreamliftError, match="n must"):
         surface_points_from_density(lambda p: -S.sphere(p, 0.5), 0.0, 0, resolution=8)
+    with pytest.raises(DreamliftError, match=r"\(\.\.\., 3\)"):
+        srgb_to_lab(torch.rand(4, 4))
+    with pytest.raises(DreamliftError, match=r"\[0, 1\]"):
+        srgb_to_lab(torch.tensor([1.5, 0.0, 0.0]))
+    with pytest.raises(DreamliftError, match=r"\(\.\.\., 3\)"):
+        delta_e2000(torch.rand(3), torch.rand(2))
+    with pytest.raises(DreamliftError, match=r"\(V, P\)"):
+        r_precision(torch.rand(5), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(DreamliftError, match="true_index"):
+        r_precision(torch.rand(5, 3), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(DreamliftError, match="true_index"):
+        r_precision(torch.rand(5, 3), torch.full((5,), 3))
+    pred = Prediction(torch.full((2, 3), 1 / 3), torch.full((2, 2), 0.5), torch.full((2, 4), 0.25))
+    with pytest.raises(DreamliftError, match="probabilities"):
+        suite_prompt_scores(Prediction(torch.randn(2, 3), pred.colour, pred.view), [0], [0])
+    with pytest.raises(DreamliftError, match="classes"):
+        suite_prompt_scores(pred, [0, 3], [0, 1])
+    with pytest.raises(DreamliftError, match="prompt colours"):
+        suite_prompt_scores(pred, [0, 1], [0])
+    with pytest.raises(DreamliftError, match="prompt_colours"):
+        suite_prompt_scores(pred, [0, 1])
