@@ -166,16 +166,19 @@ def best_rotation_iou(pred_occ_fn: FieldFn, gt_occ_fn: FieldFn, resolution: int 
        the cube falls inside it (about 2 supersample^2 R^3 points);
     3. for each angle, the rotated prediction at the gt voxel centres by bilinear resampling in
        the xz plane (``F.grid_sample``: a turn about y never mixes y rows, so 2D suffices and is
-       exact in y) of its 0/1 inside mask; the angle's score is the soft IoU
-       sum min(p, g) / sum max(p, g) of the resampled values p in [0, 1] with the gt grid g. Unlike the IoU of thresholded voxels,
-       which is piecewise constant in the angle and jumps where thin parts cross voxel centres,
-       it varies smoothly in the angle (measured on the world's chair, car, mug and house at
-       R = 64, 16 random turns: errors within 1 degree, mean 0.3; thresholded IoU: up to 3);
+       exact in y) of its 0/1 inside mask; the angle's score is the soft IoU sum min(p, g) /
+       sum max(p, g) of the resampled values p in [0, 1] with the gt grid g. Unlike the IoU of
+       thresholded voxels, piecewise constant in the angle and jumping where thin parts cross
+       voxel centres, it varies smoothly (the world's chair, car, mug and house at R = 64,
+       16 random turns: errors within 1 degree, mean 0.3; with thresholded IoU: up to 3);
     4. coarse search over ``num_angles`` angles 360 k / num_angles, then (``refine``) three
        rounds of 9 angles at a quarter of the previous spacing around the best one
        (final spacing 360 / num_angles / 64);
     5. the reported IoU is recomputed exactly: the prediction evaluated at the rotated voxel
        centres (one more R^3 evaluation), so it equals ``volumetric_iou`` of the rotated result.
+
+    Cost at R = 64, 72 angles: ~0.4 s on one CPU core for a world object, about 3.3 R^3 field
+    queries of the prediction in all; ``supersample = 2`` quadruples the prediction's grid.
     """
     _check_grid_args(resolution, bound, chunk)
     if num_angles < 1:

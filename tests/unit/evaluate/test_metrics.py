@@ -1,6 +1,8 @@
 """3D quality metrics against exact answers: analytic volumes, known rotations, published colour data."""
 
+import importlib.util
 import math
+import sys
 
 import pytest
 import torch
@@ -19,6 +21,10 @@ from dreamlift.world import sdf as S
 
 def ball(radius, centre=(0.0, 0.0, 0.0)):
     return lambda p: S.sphere(S.translate(p, centre), radius) < 0
+
+
+needs_skimage = pytest.mark.skipif(importlib.util.find_spec("skimage") is None,
+                                   reason="surface sampling needs scikit-image (pip install .[metrics])")
 
 
 def sphere_points(n, radius, seed=0):
@@ -137,6 +143,7 @@ def test_chamfer_of_concentric_spheres_is_the_gap():
     assert chamfer_distance(inner, outer) == pytest.approx(expected, rel=0.01)
 
 
+@needs_skimage
 def test_surface_points_of_a_sphere_lie_on_it():
     r = 0.6
     pts = surface_points_from_density(lambda p: -S.sphere(p, r), 0.0, 5000, resolution=64,
@@ -155,6 +162,7 @@ def test_surface_points_of_a_sphere_lie_on_it():
     assert (occ.norm(dim=-1) - r).abs().max() < 2 / 64
 
 
+@needs_skimage
 def test_surface_points_are_uniform_inside_each_triangle():
     """The plane z = 0.1 on a 4^3 grid: two big triangles per voxel cell, points uniform across the cell."""
     pts = surface_points_from_density(lambda p: 0.1 - p[:, 2], 0.0, 8000, resolution=4,
@@ -166,6 +174,7 @@ def test_surface_points_are_uniform_inside_each_triangle():
     assert ((within < 0.5).all(dim=1)).float().mean() == pytest.approx(0.25, abs=0.02)
 
 
+@needs_skimage
 def test_surface_points_of_a_world_object_match_its_surface_samples():
     mug = get_object("mug", "red")
     g = torch.Generator().manual_seed(0)
@@ -302,6 +311,15 @@ def test_suite_prompt_scores_are_joint_log_likelihoods():
 # ----------------------------------------------------------------------------- bad input
 
 
+@needs_skimage
+def test_surface_sampling_without_a_surface_or_without_scikit_image(monkeypatch):
+    with pytest.raises(DreamliftError, match="threshold"):
+        surface_points_from_density(lambda p: -S.sphere(p, 0.5), 10.0, 10, resolution=8)
+    monkeypatch.setitem(sys.modules, "skimage.measure", None)  # import fails as if not installed
+    with pytest.raises(DreamliftError, match="scikit-image"):
+        surface_points_from_density(lambda p: -S.sphere(p, 0.5), 0.0, 10, resolution=8)
+
+
 def test_bad_inputs_raise_dreamlift_error():
     good = ball(0.5)
     with pytest.raises(DreamliftError, match="shape"):
@@ -320,8 +338,6 @@ def test_bad_inputs_raise_dreamlift_error():
         chamfer_distance(torch.zeros(5, 2), torch.zeros(5, 3))
     with pytest.raises(DreamliftError, match="NaN"):
         chamfer_distance(torch.full((5, 3), math.nan), torch.zeros(5, 3))
-    with pytest.raises(DreamliftError, match="threshold"):
-        surface_points_from_density(lambda p: -S.sphere(p, 0.5), 10.0, 10, resolution=8)
     with pytest.raises(DreamliftError, match="n must"):
         surface_points_from_density(lambda p: -S.sphere(p, 0.5), 0.0, 0, resolution=8)
     with pytest.raises(DreamliftError, match=r"\(\.\.\., 3\)"):
