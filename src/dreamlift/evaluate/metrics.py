@@ -214,17 +214,15 @@ def best_rotation_iou(pred_occ_fn: FieldFn, gt_occ_fn: FieldFn, resolution: int 
         return float(torch.minimum(rot, gt_yzx).sum() / torch.maximum(rot, gt_yzx).sum())
 
     step = 360.0 / num_angles
-    scores = {a: score(a) for a in (k * step for k in range(num_angles))}
+    scores = {k * step: score(k * step) for k in range(num_angles)}
     best = max(scores, key=scores.__getitem__)
     if refine:
         spacing = step
         for _ in range(3):
             spacing /= 4.0
-            for k in range(-4, 5):
-                a = best + k * spacing
-                if a not in scores:
-                    scores[a] = score(a)
-            best = max((best + k * spacing for k in range(-4, 5)), key=scores.__getitem__)
+            around = [best + k * spacing for k in range(-4, 5)]
+            scores.update({a: score(a) for a in around if a not in scores})
+            best = max(around, key=scores.__getitem__)
     angle = (best + 180.0) % 360.0 - 180.0
     exact = occupancy_grid(pred_occ_fn, resolution, bound, rotation_deg=angle, chunk=chunk, device=device)
     return grid_iou(exact, gt), angle
@@ -239,8 +237,7 @@ def _check_cloud(name: str, points: Tensor) -> Tensor:
         raise DreamliftError(f"{name} must have shape (N, 3), got {tuple(points.shape)}")
     if points.shape[0] == 0:
         raise DreamliftError(f"{name} is empty")
-    if not points.is_floating_point():
-        points = points.float()
+    points = points if points.is_floating_point() else points.float()
     if not torch.isfinite(points).all():
         raise DreamliftError(f"{name} has NaN or infinite coordinates")
     return points
