@@ -1,0 +1,114 @@
+"""Named, versioned prompt suites: each prompt names one world object, so a result can be scored exactly.
+
+A :class:`SuitePrompt` is the text given to ``dreamlift generate`` plus the (category, colour)
+of the world object it describes (``dreamlift.world.get_object``). Suites are frozen once
+published: results in a report are only comparable for the same suite name, so a change of
+prompts is a new version ("core-v2"), never an edit of "core-v1".
+
+- ``core-v1`` (22 prompts): every one of the 15 categories, 10 colours, all 5 front-facing
+  categories (several twice), training synonyms and caption templates ("a crimson coffee
+  mug", "a snow man, azure") and held-out words that never appear in a training caption
+  ("a cobalt sedan", "an amber cabin", "a jade fir tree").
+- ``smoke-v1`` (2 prompts): for tests and quick checks; one front-facing category (mug), so
+  the multi-face score runs, and one that is not (tree).
+
+    dreamlift eval --suite core-v1 --out results/core-v1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import DreamliftError
+
+__all__ = ["SuitePrompt", "SUITES", "get_suite", "suite_labels", "prompt_slug"]
+
+
+@dataclass(frozen=True)
+class SuitePrompt:
+    """One prompt of a suite and the world object it names."""
+
+    prompt: str
+    """Text for ``dreamlift generate``, e.g. "a crimson coffee mug"."""
+    category: str
+    """World category (``dreamlift.world.CATEGORIES``)."""
+    colour: str
+    """Named colour (``dreamlift.world.COLOURS``) of the object's main part."""
+
+    @property
+    def slug(self) -> str:
+        """Folder name of this prompt's result inside an eval output folder."""
+        return prompt_slug(self.prompt)
+
+    def world_object(self):
+        """The ground-truth :class:`~dreamlift.world.WorldObject`."""
+        from ..world import get_object
+
+        return get_object(self.category, self.colour)
+
+
+def _p(prompt: str, category: str, colour: str) -> SuitePrompt:
+    return SuitePrompt(prompt, category, colour)
+
+
+SUITES: dict[str, tuple[SuitePrompt, ...]] = {
+    "core-v1": (
+        # canonical prompts, one per category
+        _p("a red mug", "mug", "red"),
+        _p("a blue chair", "chair", "blue"),
+        _p("a yellow house", "house", "yellow"),
+        _p("a cyan snowman", "snowman", "cyan"),
+        _p("a green car", "car", "green"),
+        _p("a brown table", "table", "brown"),
+        _p("a purple lamp", "lamp", "purple"),
+        _p("an orange traffic cone", "traffic_cone", "orange"),
+        _p("a pink donut", "donut", "pink"),
+        _p("a green bottle", "bottle", "green"),
+        _p("a red mushroom", "mushroom", "red"),
+        _p("a green tree", "tree", "green"),
+        _p("a blue rocket", "rocket", "blue"),
+        _p("a black dumbbell", "dumbbell", "black"),
+        _p("a black top hat", "hat", "black"),
+        # training synonyms and caption templates
+        _p("a crimson coffee mug", "mug", "red"),
+        _p("a photo of a violet dining chair", "chair", "purple"),
+        _p("a snow man, azure", "snowman", "blue"),
+        _p("a chocolate doughnut", "donut", "brown"),
+        # held-out words (never in a training caption): does the text encoder generalise?
+        _p("a cobalt sedan", "car", "blue"),
+        _p("an amber cabin", "house", "orange"),
+        _p("a jade fir tree", "tree", "green"),
+    ),
+    "smoke-v1": (
+        _p("a red mug", "mug", "red"),
+        _p("a green tree", "tree", "green"),
+    ),
+}
+
+
+def get_suite(name: str) -> tuple[SuitePrompt, ...]:
+    """The prompts of suite ``name``; DreamliftError naming the known suites otherwise."""
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise DreamliftError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}") from None
+
+
+def suite_labels(prompts: tuple[SuitePrompt, ...] | list[SuitePrompt]) -> list[tuple[str, str]]:
+    """The distinct (category, colour) objects of a suite, in first-appearance order.
+
+    R-Precision ranks these, not the prompt strings: "a red mug" and "a crimson coffee mug"
+    name the same object, and an image cannot be more one than the other.
+    """
+    seen: dict[tuple[str, str], None] = {}
+    for p in prompts:
+        seen.setdefault((p.category, p.colour), None)
+    return list(seen)
+
+
+def prompt_slug(prompt: str) -> str:
+    """'a red mug, front view' -> 'a-red-mug-front-view' (the generate command's default folder name)."""
+    import re
+
+    s = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    return s[:60] or "object"
