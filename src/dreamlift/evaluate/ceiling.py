@@ -1,0 +1,165 @@
+"""The representation's ceiling: the same NeRF fitted to posed ground-truth renders instead of SDS.
+
+SDS asks a 2D prior what the object should look like; here the world answers exactly. The
+loop is :class:`dreamlift.generate.Generator`'s with one change: instead of the SDS
+gradient, the loss is the photometric error between ``render_nerf`` and the world's
+sphere tracer (``dreamlift.world.render``) for the same random cameras, lights and shading
+(albedo, lambertian or textureless, drawn by the same schedule):
+
+    L = 1/2 sum_pixels (render_nerf(theta; cam, light, shading) - render_object(obj; cam, light, shading))^2 / B
+
+plus the same orientation and entropy regularisers. Same NeRFConfig, renderer, camera and
+light distributions, steps and outputs (checkpoint.pt with "field" and "config", mesh,
+video, metrics.json), so ``score_result`` scores it exactly like an SDS result and the gap
+between the two is what the 2D prior costs. ``dreamlift eval --ceiling`` runs a suite this way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from ..config import DreamliftError, atomic_write, config_to_dict
+from ..generate import Generator, GenerateConfig, _device, _existing_outputs, opacity_entropy, ramp
+from .suite import SuitePrompt
+
+__all__ = ["GroundTruthTarget", "CeilingFitter", "ground_truth_images", "run_ceiling", "fit_in_memory"]
+
+
+def _prior_resolution() -> int:
+    """The built-in prior's image side (what generate renders for), read without loading its weights."""
+    from ..prior.model import SHIPPED_WEIGHTS
+
+    try:
+        return int(json.loads((SHIPPED_WEIGHTS / "prior.json").read_text())["unet"]["resolution"])
+    except (OSError, ValueError, KeyError):
+        return 32
+
+
+class GroundTruthTarget:
+    """Stands where the guidance backend stands in a Generator: it only fixes the device and image size."""
+
+    name = "ground-truth"
+
+    def __init__(self, device: torch.device, resolution: int):
+        self.device, self.resolution = device, resolution
+
+
+def ground_truth_images(obj, cams, light, shading: str) -> Tensor:
+    """The world's renders of ``obj`` for a CameraSample and its lights, in a NeRF shading. -> (B, 3, H, W).
+
+    albedo: ambient 1 (shade = albedo); textureless: white albedo, as ``render_nerf`` shades it.
+    """
+    from ..render.camera import Light
+    from ..world.render import shade, trace_geometry
+
+    geo = trace_geometry(obj.shape, cams.camera)
+    table = obj.shape.part_albedo(obj.rgb)
+    if shading == "textureless":
+        table = torch.ones_like(table)
+    elif shading == "albedo":
+        light = Light(light.position, torch.ones_like(light.ambient))
+    return shade(geo, table, light).permute(0, 3, 1, 2)
+
+
+class CeilingFitter(Generator):
+    """A Generator whose guidance is the ground truth (multi-view photometric supervision)."""
+
+    def __init__(self, cfg: GenerateConfig, obj, device: torch.device):
+        super().__init__(cfg, GroundTruthTarget(device, _prior_resolution()))
+        self.obj = obj
+
+    def train_step(self) -> dict[str, float]:
+        """Camera -> render and ground-truth render -> photometric loss -> step."""
+        from ..render.volume import render_nerf
+
+        cfg, progress = self.cfg, self.step / self.cfg.steps
+        if self.step % cfg.occupancy_every == 0:
+            t0 = time.perf_counter()
+            self.field.occupancy.update(self.field.density, cfg.occupancy_density, self.rng)
+            self.times["occupancy"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cams = self.cameras.sample(cfg.batch_size, self.rng, height=self.render_size)
+        light = self.lights.sample(cams, self.rng)
+        shading = self.shading(progress)
+        out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            target = ground_truth_images(self.obj, cams, light, shading).to(self.device)  # (B, 3, H, W)
+        photometric = 0.5 * (out.rgb - target).pow(2).sum() / cfg.batch_size
+        t2 = time.perf_counter()
+        entropy = opacity_entropy(out.opacity)
+        loss = (photometric + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
+                + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * out.opacity.mean())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        self.opt.step()
+        t4 = time.perf_counter()
+        for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            self.times[k] += dt
+        self.step += 1
+        mse = float((out.rgb.detach() - target).pow(2).mean())
+        record = {"step": self.step, "mse": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item(),
+                  "orientation": float(out.orientation.detach()), "entropy": float(entropy.detach()),
+                  "opacity": float(out.opacity.detach().mean())}
+        self.history.append(record)
+        return record
+
+
+def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
+    """Fit the NeRF of ``cfg`` to ``prompt``'s world object; write generate's outputs to cfg.out.
+
+    Returns the metrics written to OUT/metrics.json (``final_losses`` holds mse and psnr).
+    """
+    from ..export.outputs import write_outputs
+
+    cfg = replace(cfg, prompt=prompt.prompt).resolved()
+    out, ckpt = cfg.out, cfg.out / "checkpoint.pt"
+    if cfg.resume and not ckpt.is_file():
+        raise DreamliftError(f"--resume: there is no checkpoint at {ckpt}")
+    if not cfg.resume and _existing_outputs(out) and not cfg.force:
+        raise DreamliftError(f"{out} already holds outputs; pass --force to overwrite them or --resume to continue")
+    device = _device(cfg.device)
+    t_start = time.perf_counter()
+    gen = CeilingFitter(cfg, prompt.world_object(), device)
+    if cfg.resume:
+        gen.load(ckpt)
+    atomic_write(out / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
+    t_loop = time.perf_counter()
+    try:
+        while gen.step < cfg.steps:
+            gen.train_step()
+            if gen.step % cfg.checkpoint_every == 0 or gen.step == cfg.steps:
+                gen.save(ckpt)
+    except KeyboardInterrupt:
+        gen.save(ckpt)
+        raise
+    t_train = time.perf_counter() - t_loop
+    t0 = time.perf_counter()
+    write_outputs(gen, out)
+    t_export = time.perf_counter() - t0
+    last = gen.history[-min(50, len(gen.history)):]
+    metrics = {
+        "prompt": cfg.prompt, "out": str(out), "backend": "ground-truth", "steps": cfg.steps, "seed": cfg.seed,
+        "device": str(device), "render_size": gen.render_size,
+        "seconds": {"train": t_train, "export": t_export, "total": time.perf_counter() - t_start},
+        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
+        "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in ("mse", "psnr", "opacity")},
+    }
+    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    return metrics
+
+
+def fit_in_memory(cfg: GenerateConfig, prompt: SuitePrompt, steps: int) -> CeilingFitter:
+    """A CeilingFitter after ``steps`` steps, in memory (for tests and notebooks)."""
+    cfg = replace(cfg, prompt=prompt.prompt).resolved()
+    gen = CeilingFitter(cfg, prompt.world_object(), _device(cfg.device))
+    for _ in range(steps):
+        gen.train_step()
+    return gen
+
