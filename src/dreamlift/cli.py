@@ -65,6 +65,12 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
                      _lazy("prior.commands", "ExportPriorConfig"), _call("prior.commands", "run_export")),
     "make-dataset": ("render a dataset of captioned views of the procedural world (sharded .npz)",
                      _lazy("world.dataset", "MakeDatasetConfig"), _call("world.dataset", "run_make_dataset")),
+    "eval": ("run a prompt suite through generate (or --ceiling: a fit to ground truth), score each result "
+             "against its true object (IoU, Chamfer, colour, R-Precision, Janus); write results.json/.md",
+             _lazy("evaluate.runner", "EvalConfig"), _call("evaluate.runner", "run_eval_command")),
+    "bench": ("measure generate's speed per preset and device: steps/s, time per phase, peak memory, "
+              "SDS step vs one denoiser call", _lazy("evaluate.bench", "BenchConfig"),
+              _call("evaluate.bench", "run_bench_command")),
     "train-evaluator": ("train the independent category/colour/view classifier on ground-truth renders",
                         _lazy("evaluate.classifier", "TrainEvaluatorConfig"),
                         _call("evaluate.classifier", "run_train_evaluator")),

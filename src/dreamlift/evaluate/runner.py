@@ -1,0 +1,235 @@
+"""`dreamlift eval`: run a prompt suite through generate (or the ceiling fit), score every result, summarise.
+
+    dreamlift eval --suite core-v1 --out results/core-v1 --jobs 2
+    dreamlift eval --suite core-v1 --ceiling            # the same NeRF fitted to ground truth
+
+Layout of OUT: one folder per prompt, OUT/<slug>/ (generate's outputs plus score.json), and
+the summary OUT/results.json and OUT/results.md (a table per prompt, medians and means).
+Resumable: a prompt whose folder holds metrics.json and a finished score.json is skipped; one
+with only a checkpoint continues from it (``--resume``); one without is started afresh. With
+``--jobs N`` prompts run in N worker processes (spawned, one torch thread each).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from ..config import DreamliftError, atomic_write, config_to_dict, option
+from .score import ScoreConfig
+from .suite import SuitePrompt
+
+__all__ = ["EvalConfig", "run_eval", "summarise", "results_markdown", "SUMMARY_METRICS"]
+
+#: Metrics summarised over a suite (key in score.json, column title, format).
+SUMMARY_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("iou", "IoU", "{:.3f}"), ("chamfer", "Chamfer", "{:.3f}"), ("delta_e_named", "dE00", "{:.1f}"),
+    ("r_precision_colour", "R-P colour", "{:.2f}"), ("r_precision_textureless", "R-P texless", "{:.2f}"),
+)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of ``dreamlift eval``. Unset (None) generate settings come from the preset."""
+
+    suite: str = option("core-v1", "prompt suite (see dreamlift.evaluate.suite.SUITES)")
+    out: Path | None = option(None, "output folder (default: results/<suite>, or results/<suite>-ceiling)")
+    preset: Literal["fast", "quality"] = option("fast", "generate preset")
+    steps: int | None = option(None, "optimisation steps per prompt (default: the preset's)")
+    seed: int = option(0, "random seed of every run")
+    jobs: int = option(1, "prompts run in parallel worker processes (one torch thread each)")
+    ceiling: bool = option(False, "fit the NeRF to ground-truth renders instead of SDS (the representation's ceiling)")
+    force: bool = option(False, "redo prompts that are already finished")
+    device: str = option("auto", "cpu, cuda or auto")
+    render_scale: float | None = option(None, "generate: render size relative to the prior's")
+    num_samples: int | None = option(None, "generate: samples per ray")
+    mesh_resolution: int | None = option(None, "generate: marching-cubes grid size")
+    video_frames: int | None = option(None, "generate: turntable frames")
+    video_resolution: int | None = option(None, "generate: turntable size")
+    progress: bool = option(True, "show generate's progress bar (jobs = 1 only)")
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def validate(self) -> None:
+        from .suite import get_suite
+
+        get_suite(self.suite)
+        if self.steps is not None and self.steps <= 0:
+            raise DreamliftError(f"--steps must be positive, got {self.steps}")
+        if self.jobs < 1:
+            raise DreamliftError(f"--jobs must be >= 1, got {self.jobs}")
+        self.score.validate()
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out if self.out is not None else Path("results") / (self.suite + ("-ceiling" if self.ceiling else ""))
+
+    def generate_config(self, prompt: SuitePrompt):
+        """The GenerateConfig of one suite prompt (its folder OUT/<slug>)."""
+        from ..generate import GenerateConfig
+
+        sizes = {k: getattr(self, k) for k in ("steps", "render_scale", "num_samples", "mesh_resolution",
+                                               "video_frames", "video_resolution")}
+        return GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
+                              seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1, **sizes)
+
+
+def _finished(out: Path) -> dict | None:
+    from .score import read_score
+
+    return read_score(out) if (out / "metrics.json").is_file() else None
+
+
+def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], score_cfg: ScoreConfig,
+               ceiling: bool, threads: int | None = None) -> dict:
+    """Generate (or fit) one prompt into gen_cfg.out if not done yet, score it, write score.json. -> row."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from ..generate import run_generate
+    from .ceiling import run_ceiling
+    from .score import score_result, write_score
+
+    out = Path(gen_cfg.out)
+    t0 = time.perf_counter()
+    try:
+        if not (out / "metrics.json").is_file():
+            resume = (out / "checkpoint.pt").is_file()
+            cfg = replace(gen_cfg, resume=resume, force=not resume)
+            run_ceiling(cfg, prompt) if ceiling else run_generate(cfg)
+        scores = score_result(out, prompt, suite, score_cfg)
+    except DreamliftError as exc:
+        return {"prompt": prompt.prompt, "slug": prompt.slug, "error": str(exc)}
+    write_score(out, scores)
+    return _row(out, scores, time.perf_counter() - t0)
+
+
+def _row(out: Path, scores: dict, seconds: float | None = None) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {**{k: v for k, v in scores.items() if k != "score_config"}, "slug": out.name,
+            "steps": metrics.get("steps"), "generate_seconds": metrics.get("seconds", {}).get("total"),
+            "wall_seconds": seconds}
+
+
+def _init_worker() -> None:
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Run ``dreamlift eval``; returns the summary written to OUT/results.json."""
+    from .suite import get_suite
+
+    cfg.validate()
+    suite = get_suite(cfg.suite)
+    out = cfg.out_dir
+    if out.exists() and not out.is_dir():
+        raise DreamliftError(f"{out} exists and is not a folder")
+    for prompt in suite:  # fail early on a bad setting, before hours of runs
+        cfg.generate_config(prompt).resolved()
+    rows: dict[str, dict] = {}
+    todo = []
+    for prompt in suite:
+        gen_cfg = cfg.generate_config(prompt)
+        done = None if cfg.force else _finished(gen_cfg.out)
+        if done is not None:
+            rows[prompt.slug] = _row(gen_cfg.out, done)
+            print(f"[eval] {prompt.prompt}: finished before, skipped", file=sys.stderr)
+        else:
+            if cfg.force and gen_cfg.out.exists():
+                (gen_cfg.out / "metrics.json").unlink(missing_ok=True)
+                (gen_cfg.out / "checkpoint.pt").unlink(missing_ok=True)
+            todo.append((gen_cfg, prompt))
+    t0 = time.perf_counter()
+    if cfg.jobs == 1 or len(todo) <= 1:
+        for gen_cfg, prompt in todo:
+            rows[prompt.slug] = _report(run_prompt(gen_cfg, prompt, suite, cfg.score, cfg.ceiling))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker) as pool:
+            futures = {pool.submit(run_prompt, g, p, suite, cfg.score, cfg.ceiling, 1): p for g, p in todo}
+            for fut in as_completed(futures):
+                rows[futures[fut].slug] = _report(fut.result())
+    ordered = [rows[p.slug] for p in suite]
+    summary = {"suite": cfg.suite, "mode": "ceiling" if cfg.ceiling else "sds", "preset": cfg.preset,
+               "steps": cfg.steps, "seed": cfg.seed, "wall_seconds": time.perf_counter() - t0,
+               "config": config_to_dict(cfg), "aggregate": summarise(ordered), "prompts": ordered}
+    atomic_write(out / "results.json", (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write(out / "results.md", results_markdown(summary).encode())
+    failed = [r for r in ordered if "error" in r]
+    if failed:
+        raise DreamliftError(f"{len(failed)} of {len(ordered)} prompts failed (see {out / 'results.md'}); "
+                             f"first: {failed[0]['prompt']!r}: {failed[0]['error']}")
+    return summary
+
+
+def _report(row: dict) -> dict:
+    if "error" in row:
+        print(f"[eval] {row['prompt']}: failed: {row['error']}", file=sys.stderr)
+    else:
+        print(f"[eval] {row['prompt']}: IoU {row['iou']:.3f}, R-P colour {row['r_precision_colour']:.2f}",
+              file=sys.stderr)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean and median of each summary metric over the rows that have it, and the Janus rate."""
+    agg: dict[str, dict] = {}
+    for key, _, _ in SUMMARY_METRICS:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        agg[key] = {"mean": statistics.fmean(vals), "median": statistics.median(vals), "n": len(vals)} if vals else None
+    janus = [r["janus"]["janus"] for r in rows if r.get("janus")]
+    agg["janus_rate"] = {"mean": sum(janus) / len(janus), "n": len(janus)} if janus else None
+    agg["failed"] = sum("error" in r for r in rows)
+    return agg
+
+
+def _fmt(fmt: str, v) -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def results_markdown(summary: dict) -> str:
+    """The per-prompt table and the medians/means of a summary as markdown."""
+    head = ["prompt", *(title for _, title, _ in SUMMARY_METRICS), "turn", "Janus (views)", "steps"]
+    lines = [f"# {summary['suite']} ({summary['mode']}, preset {summary['preset']}, seed {summary['seed']})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary["prompts"]:
+        if "error" in r:
+            lines.append(f"| {r['prompt']} | failed: {r['error']} |" + " |" * (len(head) - 2))
+            continue
+        j = r.get("janus")
+        janus = "—" if not j else f"{'yes' if j['janus'] else 'no'} ({j['views']})"
+        cells = [r["prompt"], *(_fmt(f, r.get(k)) for k, _, f in SUMMARY_METRICS),
+                 _fmt("{:.0f}", r.get("rotation_deg")), janus, str(r.get("steps"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    agg = summary["aggregate"]
+    for stat in ("median", "mean"):
+        cells = [f"**{stat}**", *(_fmt(f, agg[k][stat] if agg.get(k) else None) for k, _, f in SUMMARY_METRICS), "",
+                 _fmt("{:.0%} Janus", agg["janus_rate"]["mean"]) if agg.get("janus_rate") and stat == "mean" else "",
+                 ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "IoU after the best turn about +y (turn in degrees); Chamfer in object radii; dE00: CIEDE2000 of "
+              "the mean albedo on the named-colour parts; R-P: R-Precision of lambertian / textureless orbit "
+              "renders under the evaluator; Janus: front-facing categories only, one letter per view "
+              "(F front, S side, B back, O overhead). See dreamlift.evaluate.score.", ""]
+    return "\n".join(lines)
+
+
+def run_eval_command(cfg: EvalConfig) -> None:
+    summary = run_eval(cfg)
+    agg = summary["aggregate"]
+    print(f"wrote {cfg.out_dir / 'results.md'} and results.json: {len(summary['prompts'])} prompts, "
+          f"median IoU {agg['iou']['median']:.3f}, median R-Precision (colour) "
+          f"{agg['r_precision_colour']['median']:.2f}")
