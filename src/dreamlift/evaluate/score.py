@@ -197,10 +197,17 @@ def geometry_scores(field: ScoredField, obj, cfg: ScoreConfig = ScoreConfig()) -
 
     The surface points are in the prediction's own frame (for sampling its albedo).
     """
-    from .metrics import best_rotation_iou, chamfer_distance, surface_points_from_density
+    from .metrics import best_rotation_iou, chamfer_distance, grid_iou, occupancy_grid, surface_points_from_density
 
-    iou, angle = best_rotation_iou(lambda p: field.density(p) > field.threshold, obj.occupancy,
-                                   resolution=cfg.resolution)
+    occ = lambda p: field.density(p) > field.threshold  # noqa: E731
+    iou, angle = best_rotation_iou(occ, obj.occupancy, resolution=cfg.resolution)
+    if angle != 0.0:
+        # The search maximises a smooth surrogate; on near-symmetric thin shapes (the mug at R = 64: 2.7
+        # degrees, IoU 0.92 for the truth against itself) its peak misses the exact one. The canonical
+        # pose is the likeliest answer (view-dependent prompts put the front at +z), so test it exactly too.
+        at_zero = grid_iou(occupancy_grid(occ, cfg.resolution), occupancy_grid(obj.occupancy, cfg.resolution))
+        if at_zero >= iou:
+            iou, angle = at_zero, 0.0
     g = torch.Generator().manual_seed(cfg.seed)
     try:
         pts = surface_points_from_density(field.density, field.threshold, cfg.chamfer_points,

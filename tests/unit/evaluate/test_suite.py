@@ -1,0 +1,64 @@
+"""Prompt suites: every prompt names a real world object, core-v1 covers the world, slugs are distinct."""
+
+import pytest
+
+from dreamlift.config import DreamliftError
+from dreamlift.evaluate.suite import SUITES, SuitePrompt, get_suite, prompt_slug, suite_labels
+from dreamlift.world import CATEGORIES, COLOUR_NAMES, FRONT_FACING
+from dreamlift.world.captions import CATEGORY_SYNONYMS, COLOUR_SYNONYMS, HELD_OUT_SYNONYMS
+
+
+@pytest.mark.parametrize("name", list(SUITES))
+def test_every_prompt_names_a_world_object_in_its_own_words(name):
+    prompts = get_suite(name)
+    assert len({p.slug for p in prompts}) == len(prompts)  # one folder per prompt
+    for p in prompts:
+        assert p.category in CATEGORIES and p.colour in COLOUR_NAMES
+        assert p.world_object().category == p.category
+        text = p.prompt.lower()
+        nouns = CATEGORY_SYNONYMS[p.category] + HELD_OUT_SYNONYMS[p.category]
+        colours = COLOUR_SYNONYMS[p.colour] + HELD_OUT_SYNONYMS[p.colour]
+        assert any(n in text for n in nouns), p
+        assert any(c in text.split() or c + "," in text.split() for c in colours), p
+
+
+def test_core_suite_covers_the_world():
+    core = get_suite("core-v1")
+    assert len(core) >= 20
+    assert {p.category for p in core} == set(CATEGORIES)
+    assert set(FRONT_FACING) <= {p.category for p in core}
+    assert len({p.colour for p in core}) >= 6
+    held_out = [p for p in core if any(w in p.prompt for w in HELD_OUT_SYNONYMS[p.category])]
+    synonyms = [p for p in core if CATEGORY_SYNONYMS[p.category][0] not in p.prompt
+                and not any(w in p.prompt for w in HELD_OUT_SYNONYMS[p.category])]
+    assert len(held_out) >= 2 and len(synonyms) >= 2
+
+
+def test_smoke_suite_is_small_and_has_a_front_facing_prompt():
+    smoke = get_suite("smoke-v1")
+    assert 2 <= len(smoke) <= 3
+    assert any(p.category in FRONT_FACING for p in smoke)
+
+
+def test_core_prompts_are_inside_the_priors_world():
+    from dreamlift.prior.model import SHIPPED_WEIGHTS
+
+    if not (SHIPPED_WEIGHTS / "prior.safetensors").exists():
+        pytest.skip("no shipped prior")
+    from dreamlift.guidance.builtin import BuiltinGuidance
+
+    backend = BuiltinGuidance()
+    for p in get_suite("core-v1"):
+        backend.check_prompt(p.prompt)  # raises DreamliftError if generate would refuse it
+
+
+def test_unknown_suite_is_a_user_error():
+    with pytest.raises(DreamliftError, match="core-v1"):
+        get_suite("core-v9")
+
+
+def test_labels_merge_synonymous_prompts():
+    prompts = [SuitePrompt("a red mug", "mug", "red"), SuitePrompt("a crimson cup", "mug", "red"),
+               SuitePrompt("a blue car", "car", "blue")]
+    assert suite_labels(prompts) == [("mug", "red"), ("car", "blue")]
+    assert prompt_slug("A snow man, azure!") == "a-snow-man-azure"
