@@ -1,0 +1,92 @@
+"""`dreamlift eval` and `dreamlift bench` end to end at tiny sizes: files, resumption, parallel workers, errors."""
+
+import json
+
+import pytest
+
+from dreamlift.cli import main
+from dreamlift.prior.model import SHIPPED_WEIGHTS
+
+pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
+
+TINY = ["--suite", "smoke-v1", "--steps", "3", "--render-scale", "0.5", "--num-samples", "16", "--mesh-resolution",
+        "40", "--video-frames", "4", "--video-resolution", "32", "--no-progress", "--score-resolution", "32",
+        "--score-surface-resolution", "32", "--score-chamfer-points", "512", "--score-views", "4",
+        "--score-janus-views", "8", "--score-render-size", "32", "--score-num-samples", "16"]
+
+
+def _check_results(out, n=2):
+    summary = json.loads((out / "results.json").read_text())
+    assert len(summary["prompts"]) == n and summary["aggregate"]["failed"] == 0
+    for row in summary["prompts"]:
+        assert 0.0 <= row["iou"] <= 1.0 and row["chamfer"] > 0 and row["steps"] == 3
+        assert json.loads((out / row["slug"] / "score.json").read_text())["finished"] is True
+        assert (out / row["slug"] / "model.glb").is_file()
+    md = (out / "results.md").read_text()
+    assert "| a red mug |" in md and "**median**" in md and "**mean**" in md
+    return summary
+
+
+def test_eval_writes_a_summary_and_skips_finished_prompts(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--out", str(out), *TINY]) == 0
+    first = _check_results(out)
+    mug = next(r for r in first["prompts"] if r["category"] == "mug")
+    assert mug["janus"] is not None and len(mug["janus"]["views"]) == 8
+    ckpt = out / "a-red-mug" / "checkpoint.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    (out / "a-green-tree" / "score.json").unlink()  # scored again, not generated again
+    capsys.readouterr()
+    assert main(["eval", "--out", str(out), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "a red mug: finished before, skipped" in err and "a green tree: IoU" in err
+    assert ckpt.stat().st_mtime_ns == stamp
+    second = _check_results(out)
+    assert second["prompts"][0]["iou"] == first["prompts"][0]["iou"]
+
+
+def test_eval_resumes_an_interrupted_prompt_from_its_checkpoint(tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--out", str(out), *TINY]) == 0
+    for name in ("metrics.json", "score.json", "model.glb"):
+        (out / "a-green-tree" / name).unlink()  # as if killed after its last checkpoint
+    assert main(["eval", "--out", str(out), *TINY]) == 0
+    assert (out / "a-green-tree" / "model.glb").is_file()
+    _check_results(out)
+
+
+def test_eval_in_two_worker_processes(tmp_path):
+    out = tmp_path / "par"
+    assert main(["eval", "--out", str(out), "--jobs", "2", *TINY]) == 0
+    _check_results(out)
+
+
+def test_eval_ceiling_fits_ground_truth(tmp_path):
+    out = tmp_path / "ceil"
+    assert main(["eval", "--out", str(out), "--ceiling", *TINY]) == 0
+    summary = _check_results(out)
+    assert summary["mode"] == "ceiling"
+    metrics = json.loads((out / "a-red-mug" / "metrics.json").read_text())
+    assert metrics["backend"] == "ground-truth" and "psnr" in metrics["final_losses"]
+
+
+@pytest.mark.parametrize("args, message", [(["--suite", "core-v9"], "unknown suite"),
+                                           (["--suite", "smoke-v1", "--steps", "0"], "--steps must be positive"),
+                                           (["--suite", "smoke-v1", "--jobs", "0"], "--jobs must be >= 1")])
+def test_eval_bad_input_is_a_one_line_error(tmp_path, capsys, args, message):
+    assert main(["eval", "--out", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_bench_tiny(tmp_path, capsys):
+    args = ["bench", "--presets", "fast", "--steps", "2", "--warmup", "1", "--repeats", "2", "--render-scale", "0.5",
+            "--num-samples", "16", "--no-isolate", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(args) == 0
+    (row,) = json.loads((tmp_path / "bench.json").read_text())
+    assert row["preset"] == "fast" and row["steps_per_s"] > 0 and row["peak_memory_mib"] > 0
+    assert set(row["ms_per_phase"]) == {"render", "guidance", "backward", "optimizer", "occupancy"}
+    assert row["step_over_call"] > 1.0  # a step includes the guided denoiser call and more
+    assert "| fast | cpu |" in capsys.readouterr().out
+    assert main(["bench", "--presets", "turbo"]) == 2
