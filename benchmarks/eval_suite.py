@@ -1,0 +1,43 @@
+"""Run a prompt suite through generate (or the ground-truth ceiling) and write its scores to docs/BENCHMARKS.md.
+
+    OMP_NUM_THREADS=1 python benchmarks/eval_suite.py --suite core-v1 --jobs 2             # SDS, ~40 CPU minutes
+    OMP_NUM_THREADS=1 python benchmarks/eval_suite.py --suite core-v1 --jobs 2 --ceiling   # the representation's ceiling
+
+Resumable (it is ``dreamlift eval``): rerun the same command after an interruption. Each mode and
+suite gets its own section (eval-<suite>, eval-<suite>-ceiling).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from report import write_section
+
+from dreamlift.evaluate.runner import EvalConfig, results_markdown, run_eval
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="core-v1")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/<suite>[-ceiling]")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--ceiling", action="store_true")
+    args = ap.parse_args()
+    cfg = EvalConfig(suite=args.suite, out=args.out, preset=args.preset, steps=args.steps, seed=args.seed,
+                     jobs=args.jobs, ceiling=args.ceiling, progress=False)
+    summary = run_eval(cfg)
+    body = results_markdown(summary).split("\n", 2)[2]  # drop the markdown title; the section has its own
+    steps = summary["prompts"][0].get("steps")
+    name = f"eval-{args.suite}" + ("-ceiling" if args.ceiling else "")
+    what = "NeRF fitted to ground-truth renders (ceiling)" if args.ceiling else "SDS with the built-in prior"
+    write_section(name, f"Suite {args.suite}: {what}, preset {args.preset}, {steps} steps, seed {args.seed}",
+                  f"Wall time {summary['wall_seconds'] / 60:.1f} min with {args.jobs} job(s); results in "
+                  f"`{cfg.out_dir}`.\n\n{body}")
+
+
+if __name__ == "__main__":
+    main()
