@@ -37,9 +37,10 @@ __all__ = ["NeRFConfig", "NeRF", "OccupancyGrid", "FieldOutput"]
 class NeRFConfig:
     """The NeRF's encoding, MLP and initialisation."""
 
-    levels: int = option(4, "number of grid levels")
-    base_resolution: int = option(12, "resolution of the coarsest grid")
-    max_resolution: int = option(64, "resolution of the finest grid")
+    levels: int = option(3, "number of grid levels")
+    base_resolution: int = option(8, "resolution of the coarsest grid")
+    max_resolution: int = option(32, "resolution of the finest grid (32: a voxel is about one pixel of the
+                                     32x32 prior at the training cameras; finer grids only add noise)")
     features: int = option(4, "features per grid level")
     hidden: int = option(32, "width of the MLP's hidden layer")
     bound: float = option(1.0, "half side of the cube the field lives in (world objects fit the unit sphere)")
