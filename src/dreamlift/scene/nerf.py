@@ -39,8 +39,8 @@ class NeRFConfig:
 
     levels: int = option(3, "number of grid levels")
     base_resolution: int = option(8, "resolution of the coarsest grid")
-    max_resolution: int = option(32, "resolution of the finest grid (32: a voxel is about one pixel of the
-                                     32x32 prior at the training cameras; finer grids only add noise)")
+    max_resolution: int = option(32, "resolution of the finest grid (32: a voxel is about one pixel "
+                                 "of the 32x32 prior at the training cameras; finer grids only add noise)")
     features: int = option(4, "features per grid level")
     hidden: int = option(32, "width of the MLP's hidden layer")
     bound: float = option(1.0, "half side of the cube the field lives in (world objects fit the unit sphere)")
