@@ -203,9 +203,19 @@ class Generator:
             return "albedo"
         return "textureless" if u < self.cfg.p_albedo + self.cfg.p_textureless else "lambertian"
 
-    def train_step(self) -> dict[str, float]:
-        """Camera -> render -> guidance -> step. Returns this step's losses."""
+    def objective(self, out, cams, light, shading: str, progress: float) -> tuple[Tensor, dict[str, float]]:
+        """The loss that drives the field: SDS with view-dependent prompts (the ceiling overrides this)."""
         from .guidance.sds import sds_step, view_prompts
+
+        cfg = self.cfg
+        prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
+                   else [cfg.prompt] * cfg.batch_size)
+        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, self.rng)
+        return sds.loss, {"sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
+                          "t": float(sds.t.float().mean())}
+
+    def train_step(self) -> dict[str, float]:
+        """Camera -> render -> objective (guidance) + regularisers -> step. Returns this step's losses."""
         from .render.volume import render_nerf
 
         cfg, progress = self.cfg, self.step / self.cfg.steps
@@ -219,14 +229,11 @@ class Generator:
         shading = self.shading(progress)
         out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng)
         t1 = time.perf_counter()
-        prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
-                   else [cfg.prompt] * cfg.batch_size)
-        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, self.rng)
+        main, record = self.objective(out, cams, light, shading, progress)
         t2 = time.perf_counter()
-        orient = out.orientation
         entropy = opacity_entropy(out.opacity)
         sparsity = out.opacity.mean()
-        loss = (sds.loss + ramp(cfg.orientation_weight, progress, 0.5) * orient
+        loss = (main + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
                 + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * sparsity)
         if not torch.isfinite(loss):
             raise DreamliftError(f"the loss became {loss.item()} at step {self.step}; lower --lr or --guidance "
@@ -239,10 +246,8 @@ class Generator:
         for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             self.times[k] += dt
         self.step += 1
-        record = {"step": self.step, "sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
-                  "orientation": float(orient.detach()), "entropy": float(entropy.detach()),
-                  "opacity": float(sparsity.detach()),
-                  "t": float(sds.t.float().mean())}
+        record = {"step": self.step, **record, "orientation": float(out.orientation.detach()),
+                  "entropy": float(entropy.detach()), "opacity": float(sparsity.detach())}
         self.history.append(record)
         return record
 

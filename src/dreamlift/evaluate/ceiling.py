@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..config import DreamliftError, atomic_write, config_to_dict
-from ..generate import Generator, GenerateConfig, _device, _existing_outputs, opacity_entropy, ramp
+from ..generate import Generator, GenerateConfig, _device, _existing_outputs
 from .suite import SuitePrompt
 
 __all__ = ["GroundTruthTarget", "CeilingFitter", "ground_truth_images", "run_ceiling", "fit_in_memory"]
@@ -73,42 +73,13 @@ class CeilingFitter(Generator):
         super().__init__(cfg, GroundTruthTarget(device, _prior_resolution()))
         self.obj = obj
 
-    def train_step(self) -> dict[str, float]:
-        """Camera -> render and ground-truth render -> photometric loss -> step."""
-        from ..render.volume import render_nerf
-
-        cfg, progress = self.cfg, self.step / self.cfg.steps
-        if self.step % cfg.occupancy_every == 0:
-            t0 = time.perf_counter()
-            self.field.occupancy.update(self.field.density, cfg.occupancy_density, self.rng)
-            self.times["occupancy"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cams = self.cameras.sample(cfg.batch_size, self.rng, height=self.render_size)
-        light = self.lights.sample(cams, self.rng)
-        shading = self.shading(progress)
-        out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng)
-        t1 = time.perf_counter()
+    def objective(self, out, cams, light, shading: str, progress: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """Photometric error to the sphere tracer's render of the true object, same cameras and light."""
         with torch.no_grad():
             target = ground_truth_images(self.obj, cams, light, shading).to(self.device)  # (B, 3, H, W)
-        photometric = 0.5 * (out.rgb - target).pow(2).sum() / cfg.batch_size
-        t2 = time.perf_counter()
-        entropy = opacity_entropy(out.opacity)
-        loss = (photometric + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
-                + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * out.opacity.mean())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        t3 = time.perf_counter()
-        self.opt.step()
-        t4 = time.perf_counter()
-        for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-            self.times[k] += dt
-        self.step += 1
+        photometric = 0.5 * (out.rgb - target).pow(2).sum() / self.cfg.batch_size
         mse = float((out.rgb.detach() - target).pow(2).mean())
-        record = {"step": self.step, "mse": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item(),
-                  "orientation": float(out.orientation.detach()), "entropy": float(entropy.detach()),
-                  "opacity": float(out.opacity.detach().mean())}
-        self.history.append(record)
-        return record
+        return photometric, {"mse": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item()}
 
 
 def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
