@@ -71,6 +71,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             default = None
         help_text = f.metadata.get("help", "")
         help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         dest = prefix + f.name
         kw: dict[str, Any] = dict(dest=dest, help=help_text, default=argparse.SUPPRESS)
         flag = _flag(dest.replace(".", "-"))

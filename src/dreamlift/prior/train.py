@@ -39,6 +39,17 @@ PREVIEW_PROMPTS = [
 ]
 
 
+def learning_rate(cfg: "TrainPriorConfig", step: int) -> float:
+    """The learning rate of optimiser step ``step`` (zero-based): linear warm-up, constant, then an
+    optional linear decay to 10% over the last ``decay_steps`` steps of the run."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    if cfg.decay_steps > 0:
+        into = step - (cfg.steps - cfg.decay_steps)
+        if into >= 0:
+            lr *= 1.0 - 0.9 * min(1.0, (into + 1) / cfg.decay_steps)
+    return lr
+
+
 @dataclass
 class TrainPriorConfig:
     """Settings of ``dreamlift train-prior``."""
@@ -49,6 +60,8 @@ class TrainPriorConfig:
     batch_size: int = option(64, "images per step")
     lr: float = option(5e-4, "AdamW learning rate after warm-up")
     warmup: int = option(500, "linear learning-rate warm-up steps")
+    decay_steps: int = option(0, "decay the learning rate linearly to 10% over the last N steps of the run "
+                                 "(0: constant after warm-up)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     ema_decay: float = option(0.999, "EMA decay of the weights that get exported")
     schedule: Literal["linear", "cosine"] = option("cosine", "noise schedule (cosine suits small images)")
@@ -70,6 +83,8 @@ class TrainPriorConfig:
         for name in ("steps", "batch_size", "warmup", "checkpoint_every", "log_every", "num_train_timesteps"):
             if getattr(self, name) <= 0:
                 raise DreamliftError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.decay_steps <= self.steps:
+            raise DreamliftError(f"--decay-steps must lie in [0, --steps], got {self.decay_steps}")
         if not self.lr > 0:
             raise DreamliftError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.cond_drop_prob < 1 or not 0 <= self.view_prob <= 1 or not 0 <= self.ema_decay < 1:
@@ -215,7 +230,7 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
             x0, captions = data.batch(idx, g)
             text = encoder.encode(captions).to(device)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+                group["lr"] = learning_rate(cfg, step)
             loss = diffusion_loss(model_fn, x0.to(device), schedule, prediction=cfg.unet.prediction, cond=text,
                                   null_cond=null, cond_drop_prob=cfg.cond_drop_prob, t_weights=t_weights,
                                   generator=g)

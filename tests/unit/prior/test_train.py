@@ -137,6 +137,22 @@ def test_min_snr_weights_follow_the_formula():
     torch.testing.assert_close(min_snr_weights(s, "v", 5.0), torch.clamp(snr, max=5) / (snr + 1))
 
 
+def test_learning_rate_warms_up_holds_and_decays_to_a_tenth():
+    from dreamlift.prior.train import learning_rate
+
+    cfg = TrainPriorConfig(steps=1000, lr=1e-3, warmup=100, decay_steps=200)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-5)
+    assert learning_rate(cfg, 99) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 799) == pytest.approx(1e-3)  # last step before the decay
+    assert learning_rate(cfg, 899) == pytest.approx(1e-3 * (1 - 0.9 * 0.5))
+    assert learning_rate(cfg, 999) == pytest.approx(1e-4)  # the last step runs at 10%
+    lrs = [learning_rate(cfg, s) for s in range(800, 1000)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert learning_rate(TrainPriorConfig(steps=1000, lr=1e-3, warmup=100), 999) == pytest.approx(1e-3)
+    with pytest.raises(DreamliftError, match="decay-steps"):
+        TrainPriorConfig(steps=100, decay_steps=101).validate()
+
+
 def test_warm_start_from_exported_weights(folder, tmp_path, encoder):
     train_prior(_cfg(folder, tmp_path / "run"), progress=False, encoder=encoder)
     dest = export_prior(tmp_path / "run" / "checkpoint.pt", tmp_path / "export")
