@@ -22,8 +22,12 @@ def _check_results(out, n=2):
         assert 0.0 <= row["iou"] <= 1.0 and row["chamfer"] > 0 and row["steps"] == 3
         assert json.loads((out / row["slug"] / "score.json").read_text())["finished"] is True
         assert (out / row["slug"] / "model.glb").is_file()
+        total = json.loads((out / row["slug"] / "metrics.json").read_text())["seconds"]["total"]
+        assert row["generate_seconds"] == total > 0
     md = (out / "results.md").read_text()
     assert "| a red mug |" in md and "**median**" in md and "**mean**" in md
+    mug = next(line for line in md.splitlines() if line.startswith("| a red mug |"))
+    assert "time s" in md and mug.rstrip(" |").endswith(f"{summary['prompts'][0]['generate_seconds']:.0f}")
     return summary
 
 

@@ -165,6 +165,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     ordered = [rows[p.slug] for p in suite]
     summary = {"suite": cfg.suite, "mode": "ceiling" if cfg.ceiling else "sds", "preset": cfg.preset,
                "steps": cfg.steps, "seed": cfg.seed, "wall_seconds": time.perf_counter() - t0,
+               "run_now": len(todo), "finished_before": len(suite) - len(todo),
                "config": config_to_dict(cfg), "aggregate": summarise(ordered), "prompts": ordered}
     atomic_write(out / "results.json", (json.dumps(summary, indent=2) + "\n").encode())
     atomic_write(out / "results.md", results_markdown(summary).encode())
@@ -202,7 +203,7 @@ def _fmt(fmt: str, v) -> str:
 
 def results_markdown(summary: dict) -> str:
     """The per-prompt table and the medians/means of a summary as markdown."""
-    head = ["prompt", *(title for _, title, _ in SUMMARY_METRICS), "turn", "Janus (views)", "steps"]
+    head = ["prompt", *(title for _, title, _ in SUMMARY_METRICS), "turn", "Janus (views)", "steps", "time s"]
     lines = [f"# {summary['suite']} ({summary['mode']}, preset {summary['preset']}, seed {summary['seed']})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary["prompts"]:
@@ -212,18 +213,22 @@ def results_markdown(summary: dict) -> str:
         j = r.get("janus")
         janus = "—" if not j else f"{'yes' if j['janus'] else 'no'} ({j['views']})"
         cells = [r["prompt"], *(_fmt(f, r.get(k)) for k, _, f in SUMMARY_METRICS),
-                 _fmt("{:.0f}", r.get("rotation_deg")), janus, str(r.get("steps"))]
+                 _fmt("{:.0f}", r.get("rotation_deg")), janus, str(r.get("steps")),
+                 _fmt("{:.0f}", r.get("generate_seconds"))]
         lines.append("| " + " | ".join(cells) + " |")
     agg = summary["aggregate"]
+    times = [r["generate_seconds"] for r in summary["prompts"] if r.get("generate_seconds") is not None]
     for stat in ("median", "mean"):
+        t = (statistics.median(times) if stat == "median" else statistics.fmean(times)) if times else None
         cells = [f"**{stat}**", *(_fmt(f, agg[k][stat] if agg.get(k) else None) for k, _, f in SUMMARY_METRICS), "",
                  _fmt("{:.0%} Janus", agg["janus_rate"]["mean"]) if agg.get("janus_rate") and stat == "mean" else "",
-                 ""]
+                 "", _fmt("{:.0f}", t) + (f" (max {max(times):.0f})" if times and stat == "mean" else "")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "IoU after the best turn about +y (turn in degrees); Chamfer in object radii; dE00: CIEDE2000 of "
               "the mean albedo on the named-colour parts; R-P: R-Precision of lambertian / textureless orbit "
               "renders under the evaluator; Janus: front-facing categories only, one letter per view "
-              "(F front, S side, B back, O overhead). See dreamlift.evaluate.score.", ""]
+              "(F front, S side, B back, O overhead); time s: generate's wall time for the prompt (setup, "
+              "optimisation, export), from its metrics.json. See dreamlift.evaluate.score.", ""]
     return "\n".join(lines)
 
 
