@@ -67,6 +67,9 @@ class GenerateConfig:
     albedo_warmup: float = option(0.1, "fraction of steps shaded with albedo only at the start")
     p_albedo: float = option(0.2, "after warm-up: probability of albedo shading")
     p_textureless: float = option(0.3, "after warm-up: probability of textureless shading (else lambertian)")
+    textureless_albedo: Literal["white", "mean"] = option(
+        "white", "uniform albedo of textureless shading: white (DreamFusion) or mean (each view's own mean "
+        "albedo, detached)")
     orientation_weight: float = option(0.1, "weight of the orientation loss (ramped in over the first half)")
     entropy_weight: float = option(0.1, "weight of the opacity entropy loss (ramped in over the run)")
     sparsity_weight: float = option(0.0, "weight of the mean-opacity sparsity loss")
@@ -227,7 +230,8 @@ class Generator:
         cams = self.cameras.sample(cfg.batch_size, self.rng, height=self.render_size)
         light = self.lights.sample(cams, self.rng)
         shading = self.shading(progress)
-        out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng)
+        out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng,
+                          textureless_albedo=cfg.textureless_albedo)
         t1 = time.perf_counter()
         main, record = self.objective(out, cams, light, shading, progress)
         t2 = time.perf_counter()

@@ -65,9 +65,27 @@ def ray_sphere(origins: Tensor, dirs: Tensor, radius: float) -> tuple[Tensor, Te
     return near, far, hit & (far > near)
 
 
+def _plain_albedo(spec: str | Tensor, albedo: Tensor, w: Tensor, flat: Tensor, sample_img: Tensor, B: int,
+                  device) -> Tensor:
+    """The uniform albedo of textureless shading per evaluated sample, (M, 3) (see ``render_nerf``)."""
+    if isinstance(spec, Tensor):
+        return spec.to(device).reshape(-1, 3).expand(B, 3)[sample_img]
+    if spec == "white":
+        return torch.ones(len(sample_img), 3, device=device)
+    if spec == "mean":
+        with torch.no_grad():
+            wm = w.reshape(-1)[flat][:, None]  # (M, 1) weight of each evaluated sample
+            num = torch.zeros(B, 3, device=device).index_add_(0, sample_img, wm * albedo)
+            den = torch.zeros(B, 1, device=device).index_add_(0, sample_img, wm)
+            mean = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.ones_like(num))
+        return mean[sample_img]
+    raise ValueError(f"unknown textureless_albedo {spec!r} (white, mean or a colour)")
+
+
 def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shading = "albedo",
                 background: Tensor | None = None, num_samples: int = 48, generator: torch.Generator | None = None,
-                use_occupancy: bool = True, want_normals: bool = False) -> RenderOutput:
+                use_occupancy: bool = True, want_normals: bool = False,
+                textureless_albedo: str | Tensor = "white") -> RenderOutput:
     """Render a :class:`dreamlift.scene.nerf.NeRF` from a batch of B cameras.
 
     Args:
@@ -76,6 +94,9 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
         generator: jitter of the stratified samples; None puts samples at the bin centres.
         use_occupancy: evaluate the field only at samples in occupied cells.
         want_normals: compute normals even for albedo shading.
+        textureless_albedo: the uniform albedo of textureless shading: "white" (DreamFusion), "mean"
+            (each image's own mean rendered albedo, detached: geometry-only gradients in colours the
+            prior has seen), or a (3,) / (B, 3) colour.
     """
     if not camera.is_batched:
         raise ValueError("render_nerf expects a batched Camera")
@@ -125,7 +146,10 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
         lam = (n * to_l).sum(-1).clamp_min(0.0)[:, None]  # (M, 1)
         k = amb[sample_img][:, None]
         shade = k + (1.0 - k) * lam
-        colour = shade * out.albedo if shading == "lambertian" else shade.expand(-1, 3)
+        if shading == "lambertian":
+            colour = shade * out.albedo
+        else:
+            colour = shade * _plain_albedo(textureless_albedo, out.albedo, w, flat, sample_img, B, device)
     rgb_s = torch.zeros(R * N, 3, device=device, dtype=colour.dtype).masked_scatter(flat[:, None].expand(-1, 3), colour)
     rgb = (w[..., None] * rgb_s.reshape(R, N, 3)).sum(1)  # (R, 3)
     opacity = w.sum(-1, keepdim=True)  # (R, 1)

@@ -94,6 +94,42 @@ def test_textureless_shading_ignores_albedo_and_lambertian_uses_it():
     assert torch.allclose(q[:, 0], p[:, 0], atol=1e-5) and q[:, 1:].abs().max() < 1e-5  # red albedo x same shading
 
 
+def test_textureless_albedo_mean_is_each_views_mean_colour_without_an_albedo_gradient():
+    # An opaque ball, red on the left half and blue on the right; lit from the camera side.
+    torch.manual_seed(0)
+    scale = torch.ones(3, requires_grad=True)  # stands in for the albedo's parameters
+
+    def albedo(x):
+        red, blue = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
+        return torch.where(x[:, :1] < 0, red, blue) * scale
+
+    field = FunctionField(lambda x: torch.where(x.norm(dim=-1) < 0.6, 1e4, 0.0), albedo)
+    cams = CameraDistribution().orbit(2, 15.0, height=24)  # from +z and -z: both halves in view
+    light = Light(cams.camera.position * 2, torch.tensor([0.3, 0.3]))
+    white = render_nerf(field, cams.camera, light, "textureless", num_samples=96, use_occupancy=False)
+    mean = render_nerf(field, cams.camera, light, "textureless", num_samples=96, use_occupancy=False,
+                       textureless_albedo="mean")
+    flat = render_nerf(field, cams.camera, light, "albedo", num_samples=96, use_occupancy=False)
+    for b in range(2):
+        solid = white.opacity[b, 0] > 0.999
+        shade = white.rgb[b].permute(1, 2, 0)[solid][:, 0]  # grey level = the shading term
+        colour = flat.rgb[b].permute(1, 2, 0)[solid].mean(0).detach()  # the view's mean albedo
+        got = mean.rgb[b].permute(1, 2, 0)[solid]
+        assert torch.allclose(got, shade[:, None] * colour[None], atol=2e-3)
+        assert colour[0] > 0.05 and colour[2] > 0.05  # both halves in view: a real mixture
+    # Geometry only: the albedo (here the only parameter) gets no gradient, while lambertian gives it one.
+    assert not mean.rgb.requires_grad
+    render_nerf(field, cams.camera, light, "lambertian", num_samples=96, use_occupancy=False).rgb.sum().backward()
+    assert scale.grad is not None and scale.grad.abs().max() > 0
+    given = render_nerf(field, cams.camera, light, "textureless", num_samples=96, use_occupancy=False,
+                        textureless_albedo=torch.tensor([0.5, 0.5, 0.5]))
+    solid = white.opacity[:, 0] > 0.999
+    assert torch.allclose(given.rgb.permute(0, 2, 3, 1)[solid], 0.5 * white.rgb.permute(0, 2, 3, 1)[solid], atol=1e-5)
+    with pytest.raises(ValueError, match="textureless_albedo"):
+        render_nerf(field, cams.camera, light, "textureless", num_samples=8, use_occupancy=False,
+                    textureless_albedo="pink")
+
+
 @pytest.mark.parametrize("category", ["chair", "car"])
 def test_cameras_and_shading_match_the_world_renderer(category):
     """A field made from a world object's SDF renders like the ground-truth sphere tracer."""
