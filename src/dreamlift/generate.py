@@ -33,9 +33,8 @@ OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "turntable.mp4", "views.p
 
 # Settings each preset fills in when the user leaves them unset (None).
 PRESETS: dict[str, dict[str, float | int]] = {
-    # The CPU default: minutes on 2 cores with the built-in prior. Two cameras per step: mean IoU over
-    # the ablation subset 0.477 -> 0.520 for 1.75x the step time (docs/BENCHMARKS.md, sds-ablation).
-    "fast": dict(steps=1000, render_scale=1.0, num_samples=48, batch_size=2, lr=0.01,
+    # The CPU default: minutes on 2 cores with the built-in prior.
+    "fast": dict(steps=1000, render_scale=1.0, num_samples=48, batch_size=1, lr=0.01,
                  mesh_resolution=128, video_frames=48, video_resolution=96),
     # Slower and finer: twice the render resolution (area-averaged down, as the prior's data was).
     "quality": dict(steps=3000, render_scale=2.0, num_samples=64, batch_size=2, lr=0.01,
