@@ -32,13 +32,13 @@ def main() -> None:
     summary = run_eval(cfg)
     body = results_markdown(summary).split("\n", 2)[2]  # drop the markdown title; the section has its own
     steps = summary["prompts"][0].get("steps")
+    before = len(summary["prompts"]) - summary["run_now"]
     name = f"eval-{args.suite}" + ("-ceiling" if args.ceiling else "")
     what = "NeRF fitted to ground-truth renders (ceiling)" if args.ceiling else "SDS with the built-in prior"
     write_section(name, f"Suite {args.suite}: {what}, preset {args.preset}, {steps} steps, seed {args.seed}",
                   f"Wall time {summary['wall_seconds'] / 60:.1f} min with {args.jobs} job(s) for the "
                   f"{summary['run_now']} prompt(s) run by this invocation"
-                  + (f" ({summary['finished_before']} finished by an earlier run were "
-                     "scored from their files)" if summary["finished_before"] else "")
+                  + (f" ({before} finished by an earlier run were scored from their files)" if before else "")
                   + f"; results in `{cfg.out_dir}`. Column 'time s' is each prompt's own generate wall time.\n\n{body}")
 
 

@@ -12,6 +12,7 @@ against how much the mean moves when only the seed changes. Writes the section s
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from dataclasses import replace
@@ -32,6 +33,16 @@ VARIANTS: dict[str, dict] = {
 SUBSET = (1, 3, 6, 8, 9, 14)
 
 
+@functools.lru_cache(maxsize=1)
+def _backend():
+    """The built-in prior, loaded once per worker process."""
+    import torch
+
+    from dreamlift.guidance.backends import load_backend
+
+    return load_backend("builtin", None, torch.device("cpu"))
+
+
 def run_one(variant: str, seed: int, index: int, steps: int | None = None) -> dict:
     import torch
 
@@ -39,16 +50,14 @@ def run_one(variant: str, seed: int, index: int, steps: int | None = None) -> di
     from dreamlift.evaluate.score import ScoreConfig, geometry_scores, nerf_field
     from dreamlift.evaluate.suite import get_suite
     from dreamlift.generate import GenerateConfig, Generator
-    from dreamlift.guidance.backends import load_backend
 
     prompt = get_suite("core-v1")[index]
     cfg = replace(GenerateConfig(prompt=prompt.prompt, seed=seed, progress=False), **VARIANTS[variant])
     if steps is not None:  # a quick check of the script; the figures use the variant's own steps
         cfg = replace(cfg, steps=steps)
     cfg = cfg.resolved()
-    backend = load_backend("builtin", None, torch.device("cpu"))
     t0 = time.perf_counter()
-    gen = Generator(cfg, backend)
+    gen = Generator(cfg, _backend())
     while gen.step < cfg.steps:
         gen.train_step()
     seconds = time.perf_counter() - t0

@@ -165,7 +165,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     ordered = [rows[p.slug] for p in suite]
     summary = {"suite": cfg.suite, "mode": "ceiling" if cfg.ceiling else "sds", "preset": cfg.preset,
                "steps": cfg.steps, "seed": cfg.seed, "wall_seconds": time.perf_counter() - t0,
-               "run_now": len(todo), "finished_before": len(suite) - len(todo),
+               "run_now": len(todo),
                "config": config_to_dict(cfg), "aggregate": summarise(ordered), "prompts": ordered}
     atomic_write(out / "results.json", (json.dumps(summary, indent=2) + "\n").encode())
     atomic_write(out / "results.md", results_markdown(summary).encode())
@@ -186,11 +186,13 @@ def _report(row: dict) -> dict:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean and median of each summary metric over the rows that have it, and the Janus rate."""
+    """Mean, median and max of each summary metric and of generate's wall time over the rows that have
+    them, and the Janus rate."""
     agg: dict[str, dict] = {}
-    for key, _, _ in SUMMARY_METRICS:
+    for key in (*(k for k, _, _ in SUMMARY_METRICS), "generate_seconds"):
         vals = [r[key] for r in rows if r.get(key) is not None]
-        agg[key] = {"mean": statistics.fmean(vals), "median": statistics.median(vals), "n": len(vals)} if vals else None
+        agg[key] = {"mean": statistics.fmean(vals), "median": statistics.median(vals), "max": max(vals),
+                    "n": len(vals)} if vals else None
     janus = [r["janus"]["janus"] for r in rows if r.get("janus")]
     agg["janus_rate"] = {"mean": sum(janus) / len(janus), "n": len(janus)} if janus else None
     agg["failed"] = sum("error" in r for r in rows)
@@ -217,12 +219,12 @@ def results_markdown(summary: dict) -> str:
                  _fmt("{:.0f}", r.get("generate_seconds"))]
         lines.append("| " + " | ".join(cells) + " |")
     agg = summary["aggregate"]
-    times = [r["generate_seconds"] for r in summary["prompts"] if r.get("generate_seconds") is not None]
+    times = agg.get("generate_seconds")
     for stat in ("median", "mean"):
-        t = (statistics.median(times) if stat == "median" else statistics.fmean(times)) if times else None
         cells = [f"**{stat}**", *(_fmt(f, agg[k][stat] if agg.get(k) else None) for k, _, f in SUMMARY_METRICS), "",
                  _fmt("{:.0%} Janus", agg["janus_rate"]["mean"]) if agg.get("janus_rate") and stat == "mean" else "",
-                 "", _fmt("{:.0f}", t) + (f" (max {max(times):.0f})" if times and stat == "mean" else "")]
+                 "", _fmt("{:.0f}", times[stat] if times else None)
+                 + (f" (max {times['max']:.0f})" if times and stat == "mean" else "")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "IoU after the best turn about +y (turn in degrees); Chamfer in object radii; dE00: CIEDE2000 of "
               "the mean albedo on the named-colour parts; R-P: R-Precision of lambertian / textureless orbit "

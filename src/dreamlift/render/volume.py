@@ -67,19 +67,14 @@ def ray_sphere(origins: Tensor, dirs: Tensor, radius: float) -> tuple[Tensor, Te
 
 def _plain_albedo(spec: str | Tensor, albedo: Tensor, w: Tensor, flat: Tensor, sample_img: Tensor, B: int,
                   device) -> Tensor:
-    """The uniform albedo of textureless shading per evaluated sample, (M, 3) (see ``render_nerf``)."""
+    """The uniform albedo of each image's textureless shading, (B, 3) ("mean" or a colour; see ``render_nerf``)."""
     if isinstance(spec, Tensor):
-        return spec.to(device).reshape(-1, 3).expand(B, 3)[sample_img]
-    if spec == "white":
-        return torch.ones(len(sample_img), 3, device=device)
-    if spec == "mean":
-        with torch.no_grad():
-            wm = w.reshape(-1)[flat][:, None]  # (M, 1) weight of each evaluated sample
-            num = torch.zeros(B, 3, device=device).index_add_(0, sample_img, wm * albedo)
-            den = torch.zeros(B, 1, device=device).index_add_(0, sample_img, wm)
-            mean = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.ones_like(num))
-        return mean[sample_img]
-    raise ValueError(f"unknown textureless_albedo {spec!r} (white, mean or a colour)")
+        return spec.to(device).reshape(-1, 3).expand(B, 3)
+    with torch.no_grad():  # "mean": the view's weighted mean albedo, detached
+        wm = w.reshape(-1)[flat][:, None]  # (M, 1) weight of each evaluated sample
+        num = torch.zeros(B, 3, device=device).index_add_(0, sample_img, wm * albedo)
+        den = torch.zeros(B, 1, device=device).index_add_(0, sample_img, wm)
+        return torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.ones_like(num))
 
 
 def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shading = "albedo",
@@ -100,6 +95,8 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
     """
     if not camera.is_batched:
         raise ValueError("render_nerf expects a batched Camera")
+    if not isinstance(textureless_albedo, Tensor) and textureless_albedo not in ("white", "mean"):
+        raise ValueError(f"unknown textureless_albedo {textureless_albedo!r} (white, mean or a colour)")
     B, H, W = len(camera), camera.height, camera.width
     device = field.device
     origins, dirs = camera_rays(camera)  # (B, H, W, 3)
@@ -148,8 +145,10 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
         shade = k + (1.0 - k) * lam
         if shading == "lambertian":
             colour = shade * out.albedo
+        elif isinstance(textureless_albedo, str) and textureless_albedo == "white":
+            colour = shade.expand(-1, 3)
         else:
-            colour = shade * _plain_albedo(textureless_albedo, out.albedo, w, flat, sample_img, B, device)
+            colour = shade * _plain_albedo(textureless_albedo, out.albedo, w, flat, sample_img, B, device)[sample_img]
     rgb_s = torch.zeros(R * N, 3, device=device, dtype=colour.dtype).masked_scatter(flat[:, None].expand(-1, 3), colour)
     rgb = (w[..., None] * rgb_s.reshape(R, N, 3)).sum(1)  # (R, 3)
     opacity = w.sum(-1, keepdim=True)  # (R, 1)
