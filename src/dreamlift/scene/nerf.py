@@ -7,7 +7,12 @@ at these resolutions fits in memory without hashing) -> a small MLP -> density a
 
 - density  sigma(x) = exp(min(h_0(x) + b(x), 15)), with Magic3D's spatial density bias
   b(x) = lambda (1 - |x| / c), so a random initialisation starts as a soft ball of
-  radius about c instead of fog (DreamFusion/Magic3D "density blob").
+  radius about c instead of fog (DreamFusion/Magic3D "density blob"). The bias stays for
+  the whole run, so it is also a prior on size and shape. Magic3D's lambda = 10, c = 0.5 (the
+  default) pulls objects towards a ball of half the world's radius; weaker, wider biases
+  (lambda 2, c 1 or lambda 5, c 0.8) free wide and tall objects (a dumbbell: IoU 0.04 -> 0.67)
+  but let compact ones swell (a car: 0.63 -> 0.25), and left the suite's median no better
+  (docs/BENCHMARKS.md, section sds-blob).
 - albedo   a(x) = sigmoid(h_{1:4}(x)).
 - normals  n(x) = -grad log sigma / |grad log sigma| by forward finite differences of
   the pre-activation (half the finest voxel), as DreamFusion derives normals from the
