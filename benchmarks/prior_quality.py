@@ -86,31 +86,28 @@ def main() -> None:
     # embedding must lie nearest the canonical prompt with the intended word among all categories (for a
     # noun) or all colours (for a colour word), with the other word kept.
     syn_prompts, syn_labels, syn_kind, syn_known = [], [], [], []
-    enc = prior.encoder
 
-    def nearest(prompt: str, candidates: list[str]) -> int:
-        return int(enc.similarity([prompt], candidates)[0].argmax())
+    def add(prompt: str, c: str, k: str, kind: str, candidates: list[str]) -> None:
+        """candidates: one canonical prompt per category (kind "noun") or colour (kind "colour"), in
+        that order; the encoder knows the prompt if its nearest candidate is the intended one."""
+        syn_prompts.append(prompt)
+        syn_labels.append((cats.index(c), cols.index(k)))
+        syn_kind.append(kind)
+        target = CATEGORIES.index(c) if kind == "noun" else COLOUR_NAMES.index(k)
+        syn_known.append(int(prior.encoder.similarity([prompt], candidates)[0].argmax()) == target)
 
     for i, c in enumerate(CATEGORIES):
         k = COLOUR_NAMES[i % len(COLOUR_NAMES)]
         for w in HELD_OUT_SYNONYMS[c]:
-            p = article(f"{COLOUR_SYNONYMS[k][0]} {w}")
-            syn_prompts.append(p)
-            syn_labels.append((cats.index(c), cols.index(k)))
-            syn_kind.append("noun")
-            syn_known.append(CATEGORIES[nearest(p, [article(f"{COLOUR_SYNONYMS[k][0]} {noun(x)}")
-                                                    for x in CATEGORIES])] == c)
+            add(article(f"{COLOUR_SYNONYMS[k][0]} {w}"), c, k, "noun",
+                [article(f"{COLOUR_SYNONYMS[k][0]} {noun(x)}") for x in CATEGORIES])
     j = 0
     for k in COLOUR_NAMES:
         for w in HELD_OUT_SYNONYMS[k]:
             c = CATEGORIES[(3 * j) % len(CATEGORIES)]
             j += 1
-            p = article(f"{w} {noun(c)}")
-            syn_prompts.append(p)
-            syn_labels.append((cats.index(c), cols.index(k)))
-            syn_kind.append("colour")
-            syn_known.append(COLOUR_NAMES[nearest(p, [article(f"{COLOUR_SYNONYMS[x][0]} {noun(c)}")
-                                                      for x in COLOUR_NAMES])] == k)
+            add(article(f"{w} {noun(c)}"), c, k, "colour",
+                [article(f"{COLOUR_SYNONYMS[x][0]} {noun(c)}") for x in COLOUR_NAMES])
     syn_rows, _, _ = score_prompts(prior, ev, syn_prompts, syn_labels, args.n, args.steps, args.guidance, args.seed)
     for r, kind, known in zip(syn_rows, syn_kind, syn_known):
         r["held_out"], r["encoder_knows"] = kind, known
