@@ -20,7 +20,10 @@ from report import write_section
 
 
 def setting(config: dict, key: str):
+    """The value at a dotted key; "—" where the run's config has no such setting (an older run)."""
     for part in key.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return "—"
         config = config[part]
     return config
 
@@ -29,6 +32,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path, nargs="+", help="eval_suite output folders")
     ap.add_argument("--keys", nargs="+", required=True, help="dotted config keys that label each run")
+    ap.add_argument("--labels", nargs="+", default=None,
+                    help="what else differed, one per run, put before the keys (e.g. the prior's weights, "
+                         "which the config names only as the shipped ones)")
     ap.add_argument("--section", required=True)
     ap.add_argument("--title", required=True)
     ap.add_argument("--note", default="", help="a paragraph under the table")
@@ -41,6 +47,10 @@ def main() -> None:
         config = json.loads((folder / first["slug"] / "config.json").read_text())
         runs.append(res)
         labels.append(", ".join(f"{k.split('.')[-1]} {setting(config, k)}" for k in args.keys))
+    if args.labels is not None:
+        if len(args.labels) != len(runs):
+            raise SystemExit(f"{len(args.labels)} labels for {len(runs)} runs")
+        labels = [f"{extra}; {label}" for extra, label in zip(args.labels, labels)]
     prompts = [p["prompt"] for p in runs[0]["prompts"]]
     iou = [{p["prompt"]: p["iou"] for p in r["prompts"]} for r in runs]
     if any(set(d) != set(prompts) for d in iou):
@@ -52,6 +62,9 @@ def main() -> None:
         lines.append(f"| {p} | " + " | ".join(f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in vals) + " |")
     for name, fn in (("median", statistics.median), ("mean", statistics.fmean)):
         lines.append(f"| **{name}** | " + " | ".join(f"{fn(d.values()):.3f}" for d in iou) + " |")
+    secs = [[p["generate_seconds"] for p in r["prompts"] if p.get("generate_seconds") is not None] for r in runs]
+    lines.append("| **generate s, median (max)** | " + " | ".join(
+        f"{statistics.median(t):.0f} ({max(t):.0f})" if t else "—" for t in secs) + " |")
     lines.append("| **Janus rate** | " + " | ".join(f"{r['aggregate']['janus_rate']['mean']:.0%}" for r in runs) + " |")
     body = (f"Runs: {', '.join(f'`{f}`' for f in args.runs)} (suite {runs[0]['suite']}, preset {runs[0]['preset']}, "
             f"seed {runs[0]['seed']}); IoU after the best turn about +y, best per prompt in bold.\n\n"

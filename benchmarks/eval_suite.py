@@ -26,15 +26,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--ceiling", action="store_true")
+    ap.add_argument("--set", default="", help="generate settings, comma-separated KEY=VALUE (e.g. area_weight=0)")
+    ap.add_argument("--no-write", action="store_true", help="print the table; leave docs/BENCHMARKS.md alone "
+                    "(for variants, compared afterwards by compare_runs.py)")
     args = ap.parse_args()
     cfg = EvalConfig(suite=args.suite, out=args.out, preset=args.preset, steps=args.steps, seed=args.seed,
-                     jobs=args.jobs, ceiling=args.ceiling, progress=False)
+                     jobs=args.jobs, ceiling=args.ceiling, progress=False,
+                     set=tuple(x for x in args.set.replace(" ", "").split(",") if x))
     summary = run_eval(cfg)
     body = results_markdown(summary).split("\n", 2)[2]  # drop the markdown title; the section has its own
     steps = summary["prompts"][0].get("steps")
     before = len(summary["prompts"]) - summary["run_now"]
     name = f"eval-{args.suite}" + ("-ceiling" if args.ceiling else "")
     what = "NeRF fitted to ground-truth renders (ceiling)" if args.ceiling else "SDS with the built-in prior"
+    if args.no_write:
+        print(body)
+        return
     write_section(name, f"Suite {args.suite}: {what}, preset {args.preset}, {steps} steps, seed {args.seed}",
                   f"Wall time {summary['wall_seconds'] / 60:.1f} min with {args.jobs} job(s) for the "
                   f"{summary['run_now']} prompt(s) run by this invocation"

@@ -18,7 +18,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-__all__ = ["DreamliftError", "option", "add_config_arguments", "config_from_args", "config_to_dict", "atomic_write"]
+__all__ = ["DreamliftError", "option", "add_config_arguments", "config_from_args", "config_to_dict", "atomic_write",
+           "with_overrides"]
 
 
 class DreamliftError(Exception):
@@ -119,6 +120,59 @@ def config_from_args(cls: type, ns: argparse.Namespace, prefix: str = "", **over
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (Paths become strings)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def with_overrides(cfg: Any, items: tuple[str, ...] | list[str]) -> Any:
+    """A copy of the config dataclass ``cfg`` with ``KEY=VALUE`` items applied.
+
+    Keys are field names, dotted for nested configs (``nerf.blob_density=2``). A value is
+    converted to the type of the field's current value (``none`` for None where the field
+    allows it; ``true``/``false`` for booleans).
+
+    Raises:
+        DreamliftError: an unknown key or a value of the wrong type.
+    """
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise DreamliftError(f"an override must look like KEY=VALUE, got {item!r}")
+        cfg = _override(cfg, key.strip().split("."), text.strip(), item)
+    return cfg
+
+
+def _override(cfg: Any, path: list[str], text: str, item: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cfg) if f.init}
+    if path[0] not in names:
+        raise DreamliftError(f"unknown setting {path[0]!r} in override {item!r}")
+    current = getattr(cfg, path[0])
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise DreamliftError(f"{path[0]!r} has no sub-settings (override {item!r})")
+        return dataclasses.replace(cfg, **{path[0]: _override(current, path[1:], text, item)})
+    hint = typing.get_type_hints(type(cfg))[path[0]]
+    args = get_args(hint) if get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    value: Any = None
+    if text.lower() == "none" and type(None) in args:
+        value = None
+    else:
+        for tp in (a for a in args if a is not type(None)):
+            choices = get_args(tp) if get_origin(tp) is Literal else None
+            tp = type(choices[0]) if choices else tp
+            try:
+                if tp is bool:
+                    if text.lower() not in ("true", "false"):
+                        raise ValueError(text)
+                    value = text.lower() == "true"
+                else:
+                    value = tp(text)
+                if choices and value not in choices:
+                    raise ValueError(text)
+                break
+            except (TypeError, ValueError):
+                continue
+        else:
+            raise DreamliftError(f"cannot read {text!r} as a value of {path[0]!r} (override {item!r})")
+    return dataclasses.replace(cfg, **{path[0]: value})
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -3,8 +3,11 @@
 Each step: sample cameras and lights from the distributions the prior was trained with,
 render the NeRF with a randomly chosen shading, add noise at a random t, ask the guidance
 backend for the guided noise prediction, and apply w(t) (eps_hat - eps) through the
-renderer (``dreamlift.guidance.sds``), plus the regularisers. At the end the NeRF becomes
-a mesh, a turntable video, a grid of views and metrics in the output folder.
+renderer (``dreamlift.guidance.sds``), plus the regularisers. Before the first step the
+area prior (``dreamlift.guidance.silhouette``) asks the backend's own samples how much of
+the frame the object fills per view word; each render's opacity is held near that. At the
+end the NeRF becomes a mesh, a turntable video, a grid of views and metrics in the output
+folder.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch import Tensor
 
 from .config import DreamliftError, atomic_write, config_to_dict, option
 from .guidance.sds import SDSConfig
-from .scene.nerf import NeRFConfig
+from .scene.nerf import MAGIC3D_BLOB, NeRFConfig
 
 __all__ = ["GenerateConfig", "PRESETS", "Generator", "run_generate", "OUTPUT_FILES", "MAX_PROMPT_CHARS"]
 
@@ -42,6 +45,12 @@ PRESETS: dict[str, dict[str, float | int]] = {
 }
 # Default guidance scale per backend (DreamFusion uses 100 with Imagen; small priors need less).
 DEFAULT_GUIDANCE = {"builtin": 20.0, "stable-diffusion": 100.0, "deepfloyd-if": 20.0}
+# Default weight of the area prior per backend: on for the built-in prior, whose samples are cheap and
+# whose size bias is measured (docs/BENCHMARKS.md, area-calibration); off for the diffusers backends.
+DEFAULT_AREA_WEIGHT = {"builtin": 100.0, "stable-diffusion": 0.0, "deepfloyd-if": 0.0}
+# The NeRF's density bias (lambda, c) when the area prior holds the size: weak and wide, so tall and wide
+# objects are not squashed into a ball (docs/BENCHMARKS.md, sections sds-blob and sds-area).
+AREA_PRIOR_BLOB = (2.0, 1.0)
 
 
 @dataclass
@@ -73,6 +82,15 @@ class GenerateConfig:
     orientation_weight: float = option(0.1, "weight of the orientation loss (ramped in over the first half)")
     entropy_weight: float = option(0.1, "weight of the opacity entropy loss (ramped in over the run)")
     sparsity_weight: float = option(0.0, "weight of the mean-opacity sparsity loss")
+    area_weight: float | None = option(None, "weight of the area prior: each render's opacity is held near the "
+                                       "silhouette area of the backend's own samples for its view word (0: off; "
+                                       "default: 100 for builtin, 0 for the others). With it on, the NeRF's "
+                                       "density bias defaults to lambda 2, c 1; without, to Magic3D's 10, 0.5")
+    area_samples: int = option(8, "images the backend samples per view word to set the area targets")
+    area_tolerance: float = option(0.2, "the area prior is zero while render area / target is within 1 +- this")
+    area_scale: float = option(0.8, "targets are the samples' measured area times this (the shipped prior at "
+                               "guidance 3 draws objects about 1.25x larger in area than the world's renders: "
+                               "docs/BENCHMARKS.md, section area-calibration)")
     occupancy_every: int = option(16, "steps between occupancy-grid updates")
     occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty")
     surface_density: float = option(1.0, "density of the exported surface (marching cubes level) and of "
@@ -96,8 +114,10 @@ class GenerateConfig:
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in preset.items()}
         out = self.out if self.out is not None else Path("outputs") / _slug(prompt)
         guidance = self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.backend]
+        area = self.area_weight if self.area_weight is not None else DEFAULT_AREA_WEIGHT[self.backend]
+        nerf = self.nerf.with_blob(*(AREA_PRIOR_BLOB if area > 0 else MAGIC3D_BLOB))
         cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=replace(self.sds, guidance_scale=guidance),
-                      **values)
+                      area_weight=area, nerf=nerf, **values)
         cfg.validate()
         return cfg
 
@@ -119,8 +139,10 @@ class GenerateConfig:
             raise DreamliftError("step intervals, mesh resolution and video size must be positive")
         if self.mesh_resolution > 512 or self.video_resolution > 1024:
             raise DreamliftError("--mesh-resolution must be <= 512 and --video-resolution <= 1024")
-        if min(self.orientation_weight, self.entropy_weight, self.sparsity_weight) < 0:
+        if min(self.orientation_weight, self.entropy_weight, self.sparsity_weight, self.area_weight) < 0:
             raise DreamliftError("regulariser weights must be >= 0")
+        if self.area_samples < 1 or not 0 <= self.area_tolerance < 1 or not self.area_scale > 0:
+            raise DreamliftError("need --area-samples >= 1, 0 <= --area-tolerance < 1 and --area-scale > 0")
         self.sds.validate()
         self.nerf.validate()
 
@@ -172,14 +194,26 @@ class Generator:
         self.cameras, self.lights = CameraDistribution(), LightDistribution()
         self.render_size = max(8, int(round(backend.resolution * cfg.render_scale)))
         self.step = 0
-        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "occupancy": 0.0}
+        self.area_targets = None  # SilhouetteTargets, set by prepare() when the area prior is on
+        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "occupancy": 0.0,
+                      "area_prior": 0.0}
         self.history: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------- checkpoints
+    def prepare(self) -> None:
+        """Sample the area prior's targets (once per run; a resumed run keeps its checkpoint's)."""
+        from .guidance.silhouette import sample_targets
+
+        if self.cfg.area_weight > 0 and self.area_targets is None:
+            t0 = time.perf_counter()
+            self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed)
+            self.times["area_prior"] = time.perf_counter() - t0
+
     def state(self) -> dict:
         return {"step": self.step, "field": self.field.state_dict(), "optimizer": self.opt.state_dict(),
                 "rng": self.rng.get_state(), "times": self.times, "history": self.history,
-                "config": config_to_dict(self.cfg)}
+                "config": config_to_dict(self.cfg),
+                "area_targets": None if self.area_targets is None else self.area_targets.to_dict()}
 
     def save(self, path: Path) -> None:
         import io
@@ -195,6 +229,10 @@ class Generator:
             self.opt.load_state_dict(state["optimizer"])
             self.rng.set_state(state["rng"])
             self.step, self.times, self.history = int(state["step"]), state["times"], state["history"]
+            if state.get("area_targets") is not None:
+                from .guidance.silhouette import SilhouetteTargets
+
+                self.area_targets = SilhouetteTargets.from_dict(state["area_targets"])
         except Exception as exc:  # any unreadable or mismatched file is a user-facing error
             raise DreamliftError(f"cannot resume from {path}: it is corrupt or from another config "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
@@ -239,6 +277,13 @@ class Generator:
         sparsity = out.opacity.mean()
         loss = (main + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
                 + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * sparsity)
+        if self.area_targets is not None:
+            from .guidance.silhouette import area_loss
+
+            target = self.area_targets.for_cameras(cams.azimuth_deg, cams.elevation_deg) * cfg.area_scale
+            area = area_loss(out.opacity, target, cfg.area_tolerance)
+            loss = loss + cfg.area_weight * area
+            record["area"] = float(area.detach())
         if not torch.isfinite(loss):
             raise DreamliftError(f"the loss became {loss.item()} at step {self.step}; lower --lr or --guidance "
                                  "and run again (or --resume from the last checkpoint)")
@@ -282,6 +327,7 @@ def run_generate(cfg: GenerateConfig) -> dict:
     gen = Generator(cfg, backend)
     if cfg.resume:
         gen.load(ckpt)
+    gen.prepare()
     t_setup = time.perf_counter() - t_start
     atomic_write(out / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
 
@@ -324,8 +370,9 @@ def run_generate(cfg: GenerateConfig) -> dict:
         "prompt": cfg.prompt, "out": str(out), "backend": cfg.backend, "steps": cfg.steps, "seed": cfg.seed,
         "device": str(device), "render_size": gen.render_size,
         "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
-                    "total": time.perf_counter() - t_start, **{f"export_{k}": v for k, v in export_times.items()}},
-        "ms_per_step": {k: 1000 * v / steps_run for k, v in gen.times.items()},
+                    "total": time.perf_counter() - t_start, "area_prior": gen.times.get("area_prior", 0.0),
+                    **{f"export_{k}": v for k, v in export_times.items()}},
+        "ms_per_step": {k: 1000 * v / steps_run for k, v in gen.times.items() if k != "area_prior"},
         "final_losses": {k: sum(r[k] for r in last) / max(1, len(last))
                          for k in ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")},
     }

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exis
 TINY = ["--suite", "smoke-v1", "--steps", "3", "--render-scale", "0.5", "--num-samples", "16", "--mesh-resolution",
         "40", "--video-frames", "4", "--video-resolution", "32", "--no-progress", "--score-resolution", "32",
         "--score-surface-resolution", "32", "--score-chamfer-points", "512", "--score-views", "4",
-        "--score-janus-views", "8", "--score-render-size", "32", "--score-num-samples", "16"]
+        "--score-janus-views", "8", "--score-render-size", "32", "--score-num-samples", "16",
+        "--set", "area_samples=1"]  # the area prior stays on (the default), with one sample per view word
 
 
 def _check_results(out, n=2):

@@ -19,12 +19,13 @@ from dreamlift.prior.model import SHIPPED_WEIGHTS
 pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
 
 TINY = ["--steps", "6", "--render-scale", "0.5", "--num-samples", "16", "--mesh-resolution", "40",
-        "--video-frames", "6", "--video-resolution", "32", "--checkpoint-every", "2", "--no-progress"]
+        "--video-frames", "6", "--video-resolution", "32", "--checkpoint-every", "2", "--no-progress",
+        "--area-samples", "1"]  # the area prior stays on (the default), with one sample per view word
 
 
 def _cfg(out, **kw):
     base = dict(prompt="a red mug", out=out, steps=6, render_scale=0.5, num_samples=16, mesh_resolution=40,
-                video_frames=6, video_resolution=32, checkpoint_every=2, progress=False)
+                video_frames=6, video_resolution=32, checkpoint_every=2, progress=False, area_samples=1)
     base.update(kw)
     return GenerateConfig(**base)
 
@@ -59,8 +60,10 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file()
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    run_generate(_cfg(tmp_path / "whole"))
+@pytest.mark.parametrize("area", [0.0, 100.0], ids=["no-area-prior", "area-prior"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area):
+    kw = dict(area_weight=area)
+    run_generate(_cfg(tmp_path / "whole", **kw))
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
 
     real_step = Generator.train_step
@@ -72,16 +75,26 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
 
     monkeypatch.setattr(Generator, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        run_generate(_cfg(tmp_path / "split"))
+        run_generate(_cfg(tmp_path / "split", **kw))
     saved = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
     assert saved["step"] == 3 and not (tmp_path / "split" / "model.glb").exists()
     monkeypatch.setattr(Generator, "train_step", real_step)
-    run_generate(_cfg(tmp_path / "split", resume=True))
+    run_generate(_cfg(tmp_path / "split", resume=True, **kw))
     split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
     assert split["step"] == whole["step"] == 6
     for k, v in whole["field"].items():
         assert torch.equal(v, split["field"][k]), k
     assert [r["sds"] for r in split["history"]] == [r["sds"] for r in whole["history"]]
+    assert split["area_targets"] == whole["area_targets"]
+    if area:
+        # the targets came from the prior's own samples, once, and the loss was applied every step
+        assert set(whole["area_targets"]["area"]) == {"front", "side", "back", "overhead"}
+        assert all(0 < a < 1 for a in whole["area_targets"]["area"].values())
+        assert all("area" in r for r in whole["history"])
+        metrics = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+        assert metrics["seconds"]["area_prior"] > 0
+    else:
+        assert whole["area_targets"] is None and not any("area" in r for r in whole["history"])
 
 
 def test_existing_outputs_are_kept_without_force(tmp_path, capsys):

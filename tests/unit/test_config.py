@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from dreamlift.config import atomic_write
+from dreamlift.config import DreamliftError, atomic_write
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
@@ -25,3 +25,61 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         atomic_write(target, "not bytes")  # fails inside the write
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_overrides_set_nested_fields_with_their_types():
+    from dreamlift.config import with_overrides
+    from dreamlift.generate import GenerateConfig
+
+    base = GenerateConfig(prompt="a red mug")
+    cfg = with_overrides(base, ["nerf.blob_density=2", "area_weight=100", "sds.t_max_final=none", "steps=5",
+                                "progress=false", "preset=quality"])
+    assert (cfg.nerf.blob_density, cfg.area_weight, cfg.sds.t_max_final, cfg.steps, cfg.progress, cfg.preset) == (
+        2.0, 100.0, None, 5, False, "quality")
+    assert isinstance(cfg.steps, int) and base.nerf.blob_density is None  # the original is untouched
+
+
+@pytest.mark.parametrize("item, message", [
+    ("x=1", "unknown setting 'x'"), ("nerf.foo=2", "unknown setting 'foo'"), ("steps=abc", "cannot read"),
+    ("area_weight", "KEY=VALUE"), ("steps.x=1", "no sub-settings"), ("preset=slow", "cannot read"),
+    ("progress=maybe", "cannot read"),
+])
+def test_bad_overrides_are_clear_errors(item, message):
+    from dreamlift.config import DreamliftError, with_overrides
+    from dreamlift.generate import GenerateConfig
+
+    with pytest.raises(DreamliftError, match=message):
+        with_overrides(GenerateConfig(), [item])
+
+
+def test_eval_checks_its_overrides_before_any_work(tmp_path):
+    from dreamlift.config import DreamliftError
+    from dreamlift.evaluate.runner import EvalConfig
+
+    with pytest.raises(DreamliftError, match="unknown setting"):
+        EvalConfig(out=tmp_path, set=("nerf.nope=1",)).validate()
+    cfg = EvalConfig(out=tmp_path, set=("area_weight=3",))
+    cfg.validate()
+    from dreamlift.evaluate.suite import get_suite
+
+    assert cfg.generate_config(get_suite("core-v1")[0]).area_weight == 3.0
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_area_prior_is_on_for_the_builtin_prior_and_picks_the_density_bias():
+    from dreamlift.generate import AREA_PRIOR_BLOB, GenerateConfig
+    from dreamlift.scene.nerf import MAGIC3D_BLOB, NeRF, NeRFConfig
+
+    on = GenerateConfig(prompt="a red mug").resolved()
+    assert on.area_weight > 0 and (on.nerf.blob_density, on.nerf.blob_radius) == AREA_PRIOR_BLOB
+    off = GenerateConfig(prompt="a red mug", area_weight=0.0).resolved()
+    assert (off.nerf.blob_density, off.nerf.blob_radius) == MAGIC3D_BLOB
+    sd = GenerateConfig(prompt="a red mug", backend="stable-diffusion").resolved()
+    assert sd.area_weight == 0 and (sd.nerf.blob_density, sd.nerf.blob_radius) == MAGIC3D_BLOB
+    mine = GenerateConfig(prompt="a red mug", nerf=NeRFConfig(blob_density=5.0)).resolved()
+    assert (mine.nerf.blob_density, mine.nerf.blob_radius) == (5.0, AREA_PRIOR_BLOB[1])  # a set value is kept
+    assert (NeRF(NeRFConfig()).cfg.blob_density, NeRF(NeRFConfig()).cfg.blob_radius) == MAGIC3D_BLOB
+    with pytest.raises(DreamliftError, match="area"):
+        GenerateConfig(prompt="a red mug", area_tolerance=1.5).resolved()
+    with pytest.raises(DreamliftError, match="weights"):
+        GenerateConfig(prompt="a red mug", area_weight=-1.0).resolved()

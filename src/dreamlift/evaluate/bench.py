@@ -90,6 +90,7 @@ def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | No
                           device=device_name, progress=False, render_scale=cfg.render_scale,
                           num_samples=cfg.num_samples).resolved()
     gen = Generator(gcfg, backend)
+    gen.prepare()  # the area prior's samples: part of setup, as in generate
     setup = time.perf_counter() - t0
     for _ in range(cfg.warmup):
         gen.train_step()

@@ -82,6 +82,13 @@ class CeilingFitter(Generator):
         return photometric, {"mse": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item()}
 
 
+def _ceiling_config(cfg: GenerateConfig, prompt: SuitePrompt) -> GenerateConfig:
+    """The resolved config of a ceiling fit: no area prior (ground truth holds the size), so the NeRF keeps
+    Magic3D's density bias unless the config sets one."""
+    area = 0.0 if cfg.area_weight is None else cfg.area_weight
+    return replace(cfg, prompt=prompt.prompt, area_weight=area).resolved()
+
+
 def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
     """Fit the NeRF of ``cfg`` to ``prompt``'s world object; write generate's outputs to cfg.out.
 
@@ -89,7 +96,7 @@ def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
     """
     from ..export.outputs import write_outputs
 
-    cfg = replace(cfg, prompt=prompt.prompt).resolved()
+    cfg = _ceiling_config(cfg, prompt)
     out, ckpt = cfg.out, cfg.out / "checkpoint.pt"
     if cfg.resume and not ckpt.is_file():
         raise DreamliftError(f"--resume: there is no checkpoint at {ckpt}")
@@ -119,7 +126,7 @@ def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
         "prompt": cfg.prompt, "out": str(out), "backend": "ground-truth", "steps": cfg.steps, "seed": cfg.seed,
         "device": str(device), "render_size": gen.render_size,
         "seconds": {"train": t_train, "export": t_export, "total": time.perf_counter() - t_start},
-        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
+        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items() if k != "area_prior"},
         "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in ("mse", "psnr", "opacity")},
     }
     atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
@@ -128,7 +135,7 @@ def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
 
 def fit_in_memory(cfg: GenerateConfig, prompt: SuitePrompt, steps: int) -> CeilingFitter:
     """A CeilingFitter after ``steps`` steps, in memory (for tests and notebooks)."""
-    cfg = replace(cfg, prompt=prompt.prompt).resolved()
+    cfg = _ceiling_config(cfg, prompt)
     gen = CeilingFitter(cfg, prompt.world_object(), _device(cfg.device))
     for _ in range(steps):
         gen.train_step()

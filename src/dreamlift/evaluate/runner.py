@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from ..config import DreamliftError, atomic_write, config_to_dict, option
+from ..config import DreamliftError, atomic_write, config_to_dict, option, with_overrides
 from .score import ScoreConfig
 from .suite import SuitePrompt
 
@@ -52,6 +52,8 @@ class EvalConfig:
     video_frames: int | None = option(None, "generate: turntable frames")
     video_resolution: int | None = option(None, "generate: turntable size")
     progress: bool = option(True, "show generate's progress bar (jobs = 1 only)")
+    set: tuple[str, ...] = option((), "generate settings for every prompt, comma-separated KEY=VALUE "
+                                  "(dotted for nested ones), e.g. nerf.blob_density=2,area_weight=100")
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def validate(self) -> None:
@@ -63,6 +65,10 @@ class EvalConfig:
         if self.jobs < 1:
             raise DreamliftError(f"--jobs must be >= 1, got {self.jobs}")
         self.score.validate()
+        if self.set:
+            from ..generate import GenerateConfig
+
+            with_overrides(GenerateConfig(), self.set)  # unknown keys and bad values fail here, before any work
 
     @property
     def out_dir(self) -> Path:
@@ -74,8 +80,9 @@ class EvalConfig:
 
         sizes = {k: getattr(self, k) for k in ("steps", "render_scale", "num_samples", "mesh_resolution",
                                                "video_frames", "video_resolution")}
-        return GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
-                              seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1, **sizes)
+        cfg = GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
+                             seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1, **sizes)
+        return with_overrides(cfg, self.set)
 
 
 def _finished(out: Path) -> dict | None:

@@ -53,6 +53,13 @@ class GuidanceBackend(ABC):
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
         """eps_hat(x_t, t, cond), (B, C, h, w), computed without autograd; t is (B,) long."""
 
+    def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0) -> Tensor:
+        """Sample ``n_per_prompt`` images per prompt, (len(prompts) * n, 3, H, W) in [0, 1], prompt-major.
+
+        Optional (the area prior uses it); backends that cannot sample cheaply raise NotImplementedError.
+        """
+        raise NotImplementedError
+
     def decode(self, x0: Tensor) -> Tensor:
         """Inverse of ``encode_images`` for previews: x0 -> images (B, 3, H, W) in [0, 1]."""
         return ((x0 + 1) / 2).clamp(0, 1)

@@ -60,3 +60,7 @@ class BuiltinGuidance(GuidanceBackend):
 
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: TextEmbedding) -> Tensor:
         return self.prior.predict_eps(x_t, t, cond)
+
+    def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0) -> Tensor:
+        """DDIM, 25 steps, guidance 3 (the prior's own default scale): cheap samples for the area prior."""
+        return self.prior.sample(prompts, n_per_prompt, steps=25, guidance_scale=3.0, seed=seed)

@@ -8,11 +8,13 @@ at these resolutions fits in memory without hashing) -> a small MLP -> density a
 - density  sigma(x) = exp(min(h_0(x) + b(x), 15)), with Magic3D's spatial density bias
   b(x) = lambda (1 - |x| / c), so a random initialisation starts as a soft ball of
   radius about c instead of fog (DreamFusion/Magic3D "density blob"). The bias stays for
-  the whole run, so it is also a prior on size and shape. Magic3D's lambda = 10, c = 0.5 (the
-  default) pulls objects towards a ball of half the world's radius; weaker, wider biases
-  (lambda 2, c 1 or lambda 5, c 0.8) free wide and tall objects (a dumbbell: IoU 0.04 -> 0.67)
-  but let compact ones swell (a car: 0.63 -> 0.25), and left the suite's median no better
-  (docs/BENCHMARKS.md, section sds-blob).
+  the whole run, so it is also a prior on size and shape. Magic3D's lambda = 10, c = 0.5
+  (``MAGIC3D_BLOB``, the default when nothing else holds the size) pulls objects towards a
+  ball of half the world's radius; weaker, wider biases (lambda 2, c 1) free wide and tall
+  objects (a dumbbell: IoU 0.04 -> 0.67) but alone let compact ones swell (a car: 0.63 ->
+  0.25; docs/BENCHMARKS.md, section sds-blob). ``dreamlift generate`` therefore uses the weak
+  bias only together with its area prior (``dreamlift.guidance.silhouette``), which holds
+  the size the text implies.
 - albedo   a(x) = sigmoid(h_{1:4}(x)).
 - normals  n(x) = -grad log sigma / |grad log sigma| by forward finite differences of
   the pre-activation (half the finest voxel), as DreamFusion derives normals from the
@@ -26,7 +28,7 @@ is what makes empty space cheap on a CPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -35,7 +37,10 @@ from torch import Tensor
 
 from ..config import DreamliftError, option
 
-__all__ = ["NeRFConfig", "NeRF", "OccupancyGrid", "FieldOutput"]
+__all__ = ["NeRFConfig", "NeRF", "OccupancyGrid", "FieldOutput", "MAGIC3D_BLOB"]
+
+#: Magic3D's density bias (lambda, c): the default wherever nothing else holds the object's size.
+MAGIC3D_BLOB = (10.0, 0.5)
 
 
 @dataclass
@@ -49,8 +54,10 @@ class NeRFConfig:
     features: int = option(4, "features per grid level")
     hidden: int = option(32, "width of the MLP's hidden layer")
     bound: float = option(1.0, "half side of the cube the field lives in (world objects fit the unit sphere)")
-    blob_density: float = option(10.0, "density bias at the centre, lambda in lambda (1 - |x| / c)")
-    blob_radius: float = option(0.5, "radius c where the density bias crosses zero")
+    blob_density: float | None = option(None, "density bias at the centre, lambda in lambda (1 - |x| / c) "
+                                        "(None: generate's choice, see below; 10 elsewhere)")
+    blob_radius: float | None = option(None, "radius c where the density bias crosses zero (None: generate's "
+                                       "choice; 0.5 elsewhere)")
     occupancy_resolution: int = option(32, "cells per side of the occupancy grid")
 
     def validate(self) -> None:
@@ -59,8 +66,13 @@ class NeRFConfig:
         if not 2 <= self.base_resolution <= self.max_resolution <= 512:
             raise DreamliftError(f"need 2 <= base_resolution <= max_resolution <= 512, got "
                                  f"{self.base_resolution}, {self.max_resolution}")
-        if not self.bound > 0 or not self.blob_radius > 0:
+        if not self.bound > 0 or not (self.blob_radius is None or self.blob_radius > 0):
             raise DreamliftError("bound and blob_radius must be positive")
+
+    def with_blob(self, density: float, radius: float) -> NeRFConfig:
+        """A copy whose unset (None) blob settings take these values."""
+        return replace(self, blob_density=density if self.blob_density is None else self.blob_density,
+                       blob_radius=radius if self.blob_radius is None else self.blob_radius)
 
 
 @dataclass
@@ -81,7 +93,7 @@ class NeRF(nn.Module):
     def __init__(self, cfg: NeRFConfig = NeRFConfig()):
         super().__init__()
         cfg.validate()
-        self.cfg = cfg
+        self.cfg = cfg = cfg.with_blob(*MAGIC3D_BLOB)
         L = cfg.levels
         growth = (cfg.max_resolution / cfg.base_resolution) ** (1.0 / max(L - 1, 1))
         self.resolutions = [int(round(cfg.base_resolution * growth**i)) for i in range(L)]

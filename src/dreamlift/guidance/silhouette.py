@@ -1,0 +1,112 @@
+"""A size prior read from the 2D prior itself: how much of the frame the object should fill.
+
+Score distillation pins shape better than size. The prior's training cameras keep the
+object at distance 3.0-3.6 with a 40-50 degree field of view, so a NeRF twice too large
+only looks like the object seen from a little too close, and the SDS gradient barely
+objects. DreamFusion and Magic3D hold size with a fixed density "blob" at the centre,
+which is the same ball for every prompt: it squashes tall and wide objects (a lamp, a
+dumbbell) and still lets flat ones spread (docs/BENCHMARKS.md, sections sds-blob and
+sds-area).
+
+Here the text sets the size instead. Before the optimisation, the backend samples a few
+images of ``"<prompt>, <view> view"`` for every view word and measures the fraction of
+pixels that are not background (the world's renders and the prior's samples are on
+white; no object colour is near white). That gives one area per view word, learnt from
+the same 2D data that SDS distils. During the optimisation each render's mean opacity a
+is kept within a tolerance band around the target A_v of its camera's view word v, by a
+squared hinge on the ratio (zero inside the band):
+
+    A_v    = area_scale * (mean foreground fraction of the samples for view word v)
+    L_area = ( a / A_v - clamp(a / A_v, 1 - tol, 1 + tol) )^2
+
+The band leaves room for the object's real change of silhouette with azimuth inside one
+view word. ``area_scale`` corrects a measured bias of the sampler: at guidance 3 the
+shipped prior draws objects about 1.25x larger in area than the world renders them
+(benchmarks/area_calibration.py, on objects outside the evaluation suite). Per prompt,
+nothing here uses ground truth: only the backend's own samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..config import DreamliftError
+from ..render.camera import view_word
+
+__all__ = ["VIEW_WORDS", "SilhouetteTargets", "foreground_fraction", "sample_targets", "area_loss"]
+
+VIEW_WORDS = ("front", "side", "back", "overhead")
+
+
+def foreground_fraction(images: Tensor, quantile: float = 0.98) -> Tensor:
+    """(B, 3, H, W) images in [0, 1] on a white background -> (B,) fraction of foreground pixels.
+
+    A pixel's darkness is how far its darkest channel is below white; it is foreground when
+    its darkness exceeds half the image's near-maximum darkness (the ``quantile`` of its
+    pixels). Half the object's own contrast puts the boundary where a blurred edge crosses
+    50%, so soft samples are not counted larger than crisp renders; a fixed threshold
+    counted the prior's samples 1.5x larger than the same objects rendered (0.08), this
+    rule 1.0x on ground-truth renders (benchmarks/area_calibration.py).
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    dark = (1.0 - images).amax(dim=1).flatten(1)  # (B, H*W)
+    peak = dark.quantile(quantile, dim=1, keepdim=True)
+    return ((dark > 0.5 * peak) & (peak > 0.02)).float().mean(dim=1)
+
+
+@dataclass
+class SilhouetteTargets:
+    """Target foreground fraction per view word, from the backend's own samples."""
+
+    area: dict[str, float]
+    """view word -> mean foreground fraction of its samples."""
+    spread: dict[str, float]
+    """view word -> standard deviation across its samples (for the record)."""
+    samples: int
+    """images sampled per view word."""
+
+    def for_cameras(self, azimuth_deg: Tensor, elevation_deg: Tensor) -> Tensor:
+        """(B,) targets for a batch of cameras."""
+        return torch.tensor([self.area[view_word(float(a), float(e))] for a, e in zip(azimuth_deg, elevation_deg)])
+
+    def to_dict(self) -> dict:
+        return {"area": self.area, "spread": self.spread, "samples": self.samples}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SilhouetteTargets:
+        return cls({k: float(v) for k, v in d["area"].items()}, {k: float(v) for k, v in d["spread"].items()},
+                   int(d["samples"]))
+
+
+def sample_targets(backend, prompt: str, samples: int, seed: int = 0) -> SilhouetteTargets:
+    """Sample ``samples`` images per view word from ``backend`` and measure their foreground fraction.
+
+    Raises:
+        DreamliftError: the backend cannot sample images, or its samples have no foreground.
+    """
+    if samples < 1:
+        raise DreamliftError(f"--area-samples must be positive, got {samples}")
+    prompts = [f"{prompt}, {w} view" for w in VIEW_WORDS]
+    try:
+        images = backend.sample_images(prompts, samples, seed)  # (4 * samples, 3, R, R), prompt-major
+    except NotImplementedError:
+        raise DreamliftError(f"the {backend.name} backend cannot sample images for the area prior; "
+                             "pass --area-weight 0") from None
+    frac = foreground_fraction(images.float().cpu()).reshape(len(VIEW_WORDS), samples)
+    if not (frac.mean(dim=1) > 0).all():
+        raise DreamliftError(f"the {backend.name} backend's samples for {prompt!r} show no object "
+                             "(all background); pass --area-weight 0")
+    area = {w: float(frac[i].mean()) for i, w in enumerate(VIEW_WORDS)}
+    spread = {w: float(frac[i].std()) if samples > 1 else 0.0 for i, w in enumerate(VIEW_WORDS)}
+    return SilhouetteTargets(area, spread, samples)
+
+
+def area_loss(opacity: Tensor, target: Tensor, tolerance: float) -> Tensor:
+    """Squared hinge on a / A outside [1 - tol, 1 + tol]; opacity (B, H, W) or (B, N), target (B,) -> scalar."""
+    a = opacity.reshape(opacity.shape[0], -1).mean(dim=1)
+    ratio = a / target.to(a.device, a.dtype)
+    return (ratio - ratio.clamp(1.0 - tolerance, 1.0 + tolerance)).pow(2).mean()
