@@ -37,6 +37,7 @@ from dreamlift.render.camera import CameraDistribution, LightDistribution
 from dreamlift.world import get_object
 from dreamlift.world.captions import canonical_prompt
 from dreamlift.world.colours import COLOUR_NAMES
+from dreamlift.world.render import render_object
 from dreamlift.world.shapes import CATEGORIES
 
 
@@ -58,8 +59,6 @@ def main() -> None:
         g = torch.Generator().manual_seed(args.seed + i)
         cams = CameraDistribution().sample(args.cameras, g, height=2 * R)
         lights = LightDistribution().sample(cams, g)
-        from dreamlift.world.render import render_object
-
         gt = render_object(obj, cams.camera, lights)
         true = F.avg_pool2d(gt.mask.float()[:, None], 2)[:, 0].mean().item()
         det = foreground_fraction(F.avg_pool2d(gt.rgb.permute(0, 3, 1, 2), 2)).mean().item()
@@ -68,7 +67,8 @@ def main() -> None:
         prior = foreground_fraction(samples).mean().item()
         ratios.append(prior / true)
         det_ratios.append(det / true)
-        rows.append(f"| {canonical_prompt(category, colour)} | {true:.3f} | {det:.3f} | {prior:.3f} | {prior / true:.2f} |")
+        name = canonical_prompt(category, colour)
+        rows.append(f"| {name} | {true:.3f} | {det:.3f} | {prior:.3f} | {prior / true:.2f} |")
         print(rows[-1], flush=True)
     med, det_med = statistics.median(ratios), statistics.median(det_ratios)
     body = (f"{len(rows)} objects (every category, in a colour the suite does not use with it), {args.cameras} "
