@@ -19,18 +19,19 @@ from dataclasses import replace
 
 from report import write_section
 
-#: name -> GenerateConfig overrides on top of the fast preset. The first is the reference, run with several
-#: seeds; every variant pins its camera batch, so the table does not move with the preset.
-VARIANTS: dict[str, dict] = {
-    "batch 1 (reference)": {"batch_size": 1},
-    "steps 2000": {"steps": 2000, "batch_size": 1},
-    "batch 2 (cameras per step)": {"batch_size": 2},
-    "guidance 10": {"guidance": 10.0, "batch_size": 1},
-    "textureless albedo = mean": {"textureless_albedo": "mean", "batch_size": 1},
-    "no textureless (p = 0)": {"p_textureless": 0.0, "batch_size": 1},
-    "density blob radius 1.0": {"nerf": {"blob_radius": 1.0}, "batch_size": 1},
-    "density blob 5, radius 0.8": {"nerf": {"blob_density": 5.0, "blob_radius": 0.8}, "batch_size": 1},
-    "density blob 2, radius 1.0": {"nerf": {"blob_density": 2.0, "blob_radius": 1.0}, "batch_size": 1},
+#: name -> GenerateConfig overrides (KEY=VALUE, dotted for nested settings, as ``dreamlift eval --set``) on top
+#: of the fast preset. The first is the reference, run with several seeds; every variant pins its camera batch,
+#: so the table does not move with the preset.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "batch 1 (reference)": ("batch_size=1",),
+    "steps 2000": ("steps=2000", "batch_size=1"),
+    "batch 2 (cameras per step)": ("batch_size=2",),
+    "guidance 10": ("guidance=10", "batch_size=1"),
+    "textureless albedo = mean": ("textureless_albedo=mean", "batch_size=1"),
+    "no textureless (p = 0)": ("p_textureless=0", "batch_size=1"),
+    "density blob radius 1.0": ("nerf.blob_radius=1", "batch_size=1"),
+    "density blob 5, radius 0.8": ("nerf.blob_density=5", "nerf.blob_radius=0.8", "batch_size=1"),
+    "density blob 2, radius 1.0": ("nerf.blob_density=2", "nerf.blob_radius=1", "batch_size=1"),
 }
 #: Suite core-v1 indices: a chair, snowman, lamp, donut, bottle and top hat (mid and low scorers).
 SUBSET = (1, 3, 6, 8, 9, 14)
@@ -52,13 +53,11 @@ def run_one(variant: str, seed: int, index: int, steps: int | None = None) -> di
     torch.set_num_threads(1)
     from dreamlift.evaluate.score import ScoreConfig, geometry_scores, nerf_field
     from dreamlift.evaluate.suite import get_suite
+    from dreamlift.config import with_overrides
     from dreamlift.generate import GenerateConfig, Generator
 
     prompt = get_suite("core-v1")[index]
-    base = GenerateConfig(prompt=prompt.prompt, seed=seed, progress=False)
-    overrides = {k: replace(getattr(base, k), **v) if isinstance(v, dict) else v  # nested: nerf / sds settings
-                 for k, v in VARIANTS[variant].items()}
-    cfg = replace(base, **overrides)
+    cfg = with_overrides(GenerateConfig(prompt=prompt.prompt, seed=seed, progress=False), VARIANTS[variant])
     if steps is not None:  # a quick check of the script; the figures use the variant's own steps
         cfg = replace(cfg, steps=steps)
     cfg = cfg.resolved()

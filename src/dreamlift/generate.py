@@ -195,8 +195,8 @@ class Generator:
         self.render_size = max(8, int(round(backend.resolution * cfg.render_scale)))
         self.step = 0
         self.area_targets = None  # SilhouetteTargets, set by prepare() when the area prior is on
-        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "occupancy": 0.0,
-                      "area_prior": 0.0}
+        self.area_seconds = 0.0  # the one-off time prepare() took to sample them
+        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "occupancy": 0.0}
         self.history: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------- checkpoints
@@ -207,13 +207,14 @@ class Generator:
         if self.cfg.area_weight > 0 and self.area_targets is None:
             t0 = time.perf_counter()
             self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed)
-            self.times["area_prior"] = time.perf_counter() - t0
+            self.area_seconds = time.perf_counter() - t0
 
     def state(self) -> dict:
         return {"step": self.step, "field": self.field.state_dict(), "optimizer": self.opt.state_dict(),
                 "rng": self.rng.get_state(), "times": self.times, "history": self.history,
                 "config": config_to_dict(self.cfg),
-                "area_targets": None if self.area_targets is None else self.area_targets.to_dict()}
+                "area_targets": None if self.area_targets is None else self.area_targets.to_dict(),
+                "area_seconds": self.area_seconds}
 
     def save(self, path: Path) -> None:
         import io
@@ -233,6 +234,7 @@ class Generator:
                 from .guidance.silhouette import SilhouetteTargets
 
                 self.area_targets = SilhouetteTargets.from_dict(state["area_targets"])
+                self.area_seconds = float(state.get("area_seconds", 0.0))
         except Exception as exc:  # any unreadable or mismatched file is a user-facing error
             raise DreamliftError(f"cannot resume from {path}: it is corrupt or from another config "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
@@ -370,9 +372,9 @@ def run_generate(cfg: GenerateConfig) -> dict:
         "prompt": cfg.prompt, "out": str(out), "backend": cfg.backend, "steps": cfg.steps, "seed": cfg.seed,
         "device": str(device), "render_size": gen.render_size,
         "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
-                    "total": time.perf_counter() - t_start, "area_prior": gen.times.get("area_prior", 0.0),
+                    "total": time.perf_counter() - t_start, "area_prior": gen.area_seconds,
                     **{f"export_{k}": v for k, v in export_times.items()}},
-        "ms_per_step": {k: 1000 * v / steps_run for k, v in gen.times.items() if k != "area_prior"},
+        "ms_per_step": {k: 1000 * v / steps_run for k, v in gen.times.items()},
         "final_losses": {k: sum(r[k] for r in last) / max(1, len(last))
                          for k in ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")},
     }

@@ -126,7 +126,7 @@ def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
         "prompt": cfg.prompt, "out": str(out), "backend": "ground-truth", "steps": cfg.steps, "seed": cfg.seed,
         "device": str(device), "render_size": gen.render_size,
         "seconds": {"train": t_train, "export": t_export, "total": time.perf_counter() - t_start},
-        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items() if k != "area_prior"},
+        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
         "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in ("mse", "psnr", "opacity")},
     }
     atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
