@@ -3,8 +3,8 @@
     python benchmarks/area_calibration.py
 
 The area prior of ``dreamlift generate`` (``dreamlift.guidance.silhouette``) takes its size
-targets from the backend's samples. This measures, for every category in one colour that
-the text-to-3D suite does not use with it, at cameras drawn from the shared camera
+targets from the backend's samples. This measures, for the objects of suite calib-v1 (every category in a
+colour the text-to-3D suite core-v1 does not use with it), at cameras drawn from the shared camera
 distribution:
 
 - true: the ground-truth silhouette area (the sphere tracer's mask, area-averaged to the
@@ -34,11 +34,7 @@ from dreamlift.guidance.backends import load_backend
 from dreamlift.guidance.sds import view_prompts
 from dreamlift.guidance.silhouette import foreground_fraction
 from dreamlift.render.camera import CameraDistribution, LightDistribution
-from dreamlift.world import get_object
-from dreamlift.world.captions import canonical_prompt
-from dreamlift.world.colours import COLOUR_NAMES
 from dreamlift.world.render import render_object
-from dreamlift.world.shapes import CATEGORIES
 
 
 def main() -> None:
@@ -49,26 +45,21 @@ def main() -> None:
 
     backend = load_backend("builtin", None, "cpu")
     R = backend.resolution
-    used = {(p.category, p.colour) for p in get_suite("core-v1")}
     rows, ratios, det_ratios = [], [], []
-    for i, category in enumerate(CATEGORIES):
-        # a colour the suite does not pair with this category, cycling through the palette
-        colour = next(c for k in range(len(COLOUR_NAMES))
-                      if (category, c := COLOUR_NAMES[(i * 3 + k) % len(COLOUR_NAMES)]) not in used)
-        obj = get_object(category, colour)
+    for i, p in enumerate(get_suite("calib-v1")):  # every category, in a colour core-v1 does not pair with it
+        obj = p.world_object()
         g = torch.Generator().manual_seed(args.seed + i)
         cams = CameraDistribution().sample(args.cameras, g, height=2 * R)
         lights = LightDistribution().sample(cams, g)
         gt = render_object(obj, cams.camera, lights)
         true = F.avg_pool2d(gt.mask.float()[:, None], 2)[:, 0].mean().item()
         det = foreground_fraction(F.avg_pool2d(gt.rgb.permute(0, 3, 1, 2), 2)).mean().item()
-        prompts = view_prompts(canonical_prompt(category, colour), cams.azimuth_deg, cams.elevation_deg)
+        prompts = view_prompts(p.prompt, cams.azimuth_deg, cams.elevation_deg)
         samples = backend.sample_images(prompts, 1, seed=args.seed + i)
         prior = foreground_fraction(samples).mean().item()
         ratios.append(prior / true)
         det_ratios.append(det / true)
-        name = canonical_prompt(category, colour)
-        rows.append(f"| {name} | {true:.3f} | {det:.3f} | {prior:.3f} | {prior / true:.2f} |")
+        rows.append(f"| {p.prompt} | {true:.3f} | {det:.3f} | {prior:.3f} | {prior / true:.2f} |")
         print(rows[-1], flush=True)
     med, det_med = statistics.median(ratios), statistics.median(det_ratios)
     body = (f"{len(rows)} objects (every category, in a colour the suite does not use with it), {args.cameras} "

@@ -9,6 +9,9 @@ prompts is a new version ("core-v2"), never an edit of "core-v1".
   categories (several twice), training synonyms and caption templates ("a crimson coffee
   mug", "a snow man, azure") and held-out words that never appear in a training caption
   ("a cobalt sedan", "an amber cabin", "a jade fir tree").
+- ``calib-v1`` (15 prompts): every category once, in a colour ``core-v1`` never pairs with it
+  (canonical prompts). Settings that are calibrated rather than designed (the area prior's
+  scale) are measured on these, so core-v1 stays a held-out test (benchmarks/area_calibration.py).
 - ``smoke-v1`` (2 prompts): for tests and quick checks; one front-facing category (mug), so
   the multi-face score runs, and one that is not (tree).
 
@@ -78,6 +81,25 @@ SUITES: dict[str, tuple[SuitePrompt, ...]] = {
         _p("a cobalt sedan", "car", "blue"),
         _p("an amber cabin", "house", "orange"),
         _p("a jade fir tree", "tree", "green"),
+    ),
+    # Calibration objects: category i in the first colour of the palette, from index 3 i on, that core-v1 does
+    # not pair with it (tests/unit/evaluate/test_suite.py checks the rule and that no pair is shared).
+    "calib-v1": (
+        _p("an orange mug", "mug", "orange"),
+        _p("a green chair", "chair", "green"),
+        _p("a purple house", "house", "purple"),
+        _p("a black snowman", "snowman", "black"),
+        _p("a yellow car", "car", "yellow"),
+        _p("a blue table", "table", "blue"),
+        _p("a brown lamp", "lamp", "brown"),
+        _p("a yellow traffic cone", "traffic_cone", "yellow"),
+        _p("a cyan donut", "donut", "cyan"),
+        _p("a pink bottle", "bottle", "pink"),
+        _p("an orange mushroom", "mushroom", "orange"),
+        _p("a cyan tree", "tree", "cyan"),
+        _p("a purple rocket", "rocket", "purple"),
+        _p("a red dumbbell", "dumbbell", "red"),
+        _p("a yellow top hat", "hat", "yellow"),
     ),
     "smoke-v1": (
         _p("a red mug", "mug", "red"),

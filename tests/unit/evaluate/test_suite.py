@@ -52,6 +52,19 @@ def test_core_prompts_are_inside_the_priors_world():
         backend.check_prompt(p.prompt)  # raises DreamliftError if generate would refuse it
 
 
+def test_calibration_suite_is_disjoint_from_core_and_follows_its_rule():
+    from dreamlift.world.captions import canonical_prompt
+
+    calib = get_suite("calib-v1")
+    used = {(p.category, p.colour) for p in get_suite("core-v1")}
+    assert [p.category for p in calib] == list(CATEGORIES)  # every category once, in order
+    assert not used & {(p.category, p.colour) for p in calib}  # nothing calibrated on is scored
+    for i, p in enumerate(calib):  # the documented rule: the first unused colour from palette index 3 i
+        expect = next(c for k in range(len(COLOUR_NAMES))
+                      if (p.category, c := COLOUR_NAMES[(i * 3 + k) % len(COLOUR_NAMES)]) not in used)
+        assert p.colour == expect and p.prompt == canonical_prompt(p.category, p.colour)
+
+
 def test_unknown_suite_is_a_user_error():
     with pytest.raises(DreamliftError, match="core-v1"):
         get_suite("core-v9")
