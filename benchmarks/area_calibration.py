@@ -62,14 +62,15 @@ def main() -> None:
         rows.append(f"| {p.prompt} | {true:.3f} | {det:.3f} | {prior:.3f} | {prior / true:.2f} |")
         print(rows[-1], flush=True)
     med, det_med = statistics.median(ratios), statistics.median(det_ratios)
-    body = (f"{len(rows)} objects (every category, in a colour the suite does not use with it), {args.cameras} "
+    body = (f"{len(rows)} objects of suite calib-v1 (every category, in a colour core-v1 does not use with it), {args.cameras} "
             f"cameras each from the shared camera distribution; areas are fractions of the {R}x{R} frame.\n\n"
             "| object | true area | detector on renders | prior samples | prior / true |\n|---|---|---|---|---|\n"
             + "\n".join(rows)
             + f"\n| **median** | | ratio {det_med:.2f} | | **{med:.2f}** |\n\n"
             f"The detector reads ground-truth renders at {det_med:.2f}x their true area; the prior's samples at "
-            f"guidance 3 show objects {med:.2f}x larger in area than the world draws them. The area prior's "
-            f"default `area_scale` 0.8 is about 1 / {med:.2f}.\n")
+            f"guidance 3 show objects {med:.2f}x larger in area than the world draws them, so 2D alone suggests "
+            f"`area_scale` 1 / {med:.2f} = {1 / med:.2f}. The shipped default is lower: at 0.8 the finished "
+            "shapes were still too large in 3D (section volume-calibration-calib-v1).\n")
     write_section("area-calibration", "Area prior: how large the prior draws objects", body)
     print(body)
 
