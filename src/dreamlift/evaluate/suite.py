@@ -11,7 +11,8 @@ prompts is a new version ("core-v2"), never an edit of "core-v1".
   ("a cobalt sedan", "an amber cabin", "a jade fir tree").
 - ``calib-v1`` (15 prompts): every category once, in a colour ``core-v1`` never pairs with it
   (canonical prompts). Settings that are calibrated rather than designed (the area prior's
-  scale) are measured on these, so core-v1 stays a held-out test (benchmarks/area_calibration.py).
+  scale) are measured on these, so core-v1 stays a held-out test (benchmarks/area_calibration.py,
+  benchmarks/volume_calibration.py).
 - ``smoke-v1`` (2 prompts): for tests and quick checks; one front-facing category (mug), so
   the multi-face score runs, and one that is not (tree).
 
