@@ -32,6 +32,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "density blob radius 1.0": ("nerf.blob_radius=1", "batch_size=1"),
     "density blob 5, radius 0.8": ("nerf.blob_density=5", "nerf.blob_radius=0.8", "batch_size=1"),
     "density blob 2, radius 1.0": ("nerf.blob_density=2", "nerf.blob_radius=1", "batch_size=1"),
+    "steps 1500": ("steps=1500", "batch_size=1"),
+    "density bias fades by 50%": ("blob_fade=0.5", "batch_size=1"),
+    "density bias fades by 100%": ("blob_fade=1", "batch_size=1"),
 }
 #: Suite core-v1 indices: a chair, snowman, lamp, donut, bottle and top hat (mid and low scorers).
 SUBSET = (1, 3, 6, 8, 9, 14)

@@ -94,6 +94,9 @@ class GenerateConfig:
                                "area-calibration of docs/BENCHMARKS.md), and at 1 / 1.22 = 0.8 the finished "
                                "shapes were still 1.30x the true volume (section volume-calibration-calib-v1), "
                                "so 0.8 / 1.30^(2/3) = 0.67")
+    blob_fade: float = option(0.0, "fraction of the run over which the NeRF's density bias fades linearly to "
+                              "zero (0: it stays for the whole run), so regions the views never empty (a mug's "
+                              "inside, the space under a table) are not held solid by the bias alone")
     occupancy_every: int = option(16, "steps between occupancy-grid updates")
     occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty")
     surface_density: float = option(1.0, "density of the exported surface (marching cubes level) and of "
@@ -144,6 +147,8 @@ class GenerateConfig:
             raise DreamliftError("--mesh-resolution must be <= 512 and --video-resolution <= 1024")
         if min(self.orientation_weight, self.entropy_weight, self.sparsity_weight, self.area_weight) < 0:
             raise DreamliftError("regulariser weights must be >= 0")
+        if not 0 <= self.blob_fade <= 1:
+            raise DreamliftError(f"--blob-fade must be in [0, 1], got {self.blob_fade}")
         if self.area_samples < 1 or not 0 <= self.area_tolerance < 1 or not self.area_scale > 0:
             raise DreamliftError("need --area-samples >= 1, 0 <= --area-tolerance < 1 and --area-scale > 0")
         self.sds.validate()
@@ -260,11 +265,17 @@ class Generator:
         return sds.loss, {"sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
                           "t": float(sds.t.float().mean())}
 
+    def fade_blob(self, progress: float) -> None:
+        """Scale the NeRF's density bias to 1 - progress / blob_fade (floored at 0), when it fades."""
+        if self.cfg.blob_fade > 0:
+            self.field.blob_scale.fill_(max(0.0, 1.0 - progress / self.cfg.blob_fade))
+
     def train_step(self) -> dict[str, float]:
         """Camera -> render -> objective (guidance) + regularisers -> step. Returns this step's losses."""
         from .render.volume import render_nerf
 
         cfg, progress = self.cfg, self.step / self.cfg.steps
+        self.fade_blob(progress)
         if self.step % cfg.occupancy_every == 0:
             t0 = time.perf_counter()
             self.field.occupancy.update(self.field.density, cfg.occupancy_density, self.rng)
@@ -300,6 +311,7 @@ class Generator:
         for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             self.times[k] += dt
         self.step += 1
+        self.fade_blob(self.step / cfg.steps)  # the saved and exported field is the one after this step
         record = {"step": self.step, **record, "orientation": float(out.orientation.detach()),
                   "entropy": float(entropy.detach()), "opacity": float(sparsity.detach())}
         self.history.append(record)

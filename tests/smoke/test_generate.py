@@ -60,9 +60,10 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file()
 
 
-@pytest.mark.parametrize("area", [0.0, 100.0], ids=["no-area-prior", "area-prior"])
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area):
-    kw = dict(area_weight=area)
+@pytest.mark.parametrize("area, fade", [(0.0, 0.0), (100.0, 0.0), (100.0, 0.5)],
+                         ids=["no-area-prior", "area-prior", "area-prior-fading-bias"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade):
+    kw = dict(area_weight=area, blob_fade=fade)
     run_generate(_cfg(tmp_path / "whole", **kw))
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
 
@@ -86,6 +87,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch,
         assert torch.equal(v, split["field"][k]), k
     assert [r["sds"] for r in split["history"]] == [r["sds"] for r in whole["history"]]
     assert split["area_targets"] == whole["area_targets"]
+    assert float(whole["field"]["blob_scale"]) == (0.0 if fade else 1.0)  # faded by half the run, when it fades
     if area:
         # the targets came from the prior's own samples, once, and the loss was applied every step
         assert set(whole["area_targets"]["area"]) == {"front", "side", "back", "overhead"}

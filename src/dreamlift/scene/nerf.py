@@ -102,6 +102,14 @@ class NeRF(nn.Module):
             [nn.Parameter(torch.empty(1, cfg.features, r, r, r).uniform_(-1e-4, 1e-4)) for r in self.resolutions])
         self.mlp = nn.Sequential(nn.Linear(L * cfg.features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 4))
         self.occupancy = OccupancyGrid(cfg.occupancy_resolution, cfg.bound)
+        # A multiplier of the density bias that a run may fade to 0 (generate's --blob-fade); saved with the
+        # weights, so a checkpoint's field is the field that was scored and exported.
+        self.register_buffer("blob_scale", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the bias could fade have no blob_scale: their bias is the full one.
+        state_dict.setdefault(prefix + "blob_scale", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -115,8 +123,8 @@ class NeRF(nn.Module):
         return torch.cat(feats, dim=1)[0, :, :, 0, 0].T  # (N, L * F)
 
     def density_bias(self, x: Tensor) -> Tensor:
-        """Magic3D's bias lambda (1 - |x| / c), (N,)."""
-        return self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
+        """Magic3D's bias lambda (1 - |x| / c), times ``blob_scale`` (1 unless faded), (N,)."""
+        return self.blob_scale * self.cfg.blob_density * (1.0 - x.norm(dim=-1) / self.cfg.blob_radius)
 
     def forward(self, x: Tensor) -> FieldOutput:
         """Field at points x (N, 3)."""

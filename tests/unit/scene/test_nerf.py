@@ -59,3 +59,19 @@ def test_bad_configs_are_refused():
         NeRF(NeRFConfig(base_resolution=64, max_resolution=32))
     with pytest.raises(DreamliftError):
         NeRF(NeRFConfig(levels=0))
+
+
+def test_blob_scale_multiplies_the_bias_and_travels_with_the_weights(nerf):
+    x = torch.tensor([[0.1, 0.2, 0.0], [0.0, 0.0, 0.6]])
+    full = nerf.density_bias(x)
+    nerf.blob_scale.fill_(0.25)
+    assert torch.allclose(nerf.density_bias(x), 0.25 * full)
+    state = nerf.state_dict()
+    assert float(state["blob_scale"]) == 0.25
+    other = NeRF(NeRFConfig(blob_density=10.0, blob_radius=0.5))
+    other.load_state_dict(state)
+    assert float(other.blob_scale) == 0.25
+    # a checkpoint from before the bias could fade has no blob_scale: it loads with the full bias
+    del state["blob_scale"]
+    other.load_state_dict(state)
+    assert float(other.blob_scale) == 1.0

@@ -1,0 +1,28 @@
+"""Generate's schedules that need no prior: the density bias fade and its validation."""
+
+import pytest
+import torch
+
+from dreamlift.config import DreamliftError
+from dreamlift.generate import GenerateConfig, Generator
+
+
+class _NoBackend:
+    device = torch.device("cpu")
+    resolution = 32
+
+
+@pytest.mark.parametrize("fade, progress, scale", [
+    (0.5, 0.0, 1.0), (0.5, 0.25, 0.5), (0.5, 0.5, 0.0), (0.5, 0.9, 0.0), (1.0, 0.75, 0.25), (0.0, 0.9, 1.0),
+])
+def test_density_bias_fades_linearly_then_stays_off(fade, progress, scale):
+    cfg = GenerateConfig(prompt="a red mug", steps=10, blob_fade=fade, area_weight=0.0).resolved()
+    gen = Generator(cfg, _NoBackend())
+    gen.fade_blob(progress)
+    assert float(gen.field.blob_scale) == pytest.approx(scale)
+
+
+@pytest.mark.parametrize("fade", [-0.1, 1.5])
+def test_blob_fade_outside_0_1_is_refused(fade):
+    with pytest.raises(DreamliftError, match="--blob-fade"):
+        GenerateConfig(prompt="a red mug", blob_fade=fade).resolved()
