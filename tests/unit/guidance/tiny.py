@@ -132,3 +132,42 @@ def build_if(folder: Path) -> Path:
     tokenizer.save_pretrained(folder / "tokenizer")
     scheduler.save_pretrained(folder / "scheduler")
     return folder
+
+
+SD21_BASE = dict(unet_channels=(320, 640, 1280, 1280), heads=(5, 10, 20, 20), text_dim=1024, text_layers=23,
+                 vae_channels=(128, 256, 512, 512), latent_size=64)
+
+
+def build_sd_shaped(folder, unet_channels, heads, text_dim, text_layers, vae_channels, latent_size, tokens=77,
+                    dtype=torch.float16):
+    """A random-weight SD folder of the given architecture (``SD21_BASE``: Stable Diffusion 2.1 base's), saved in
+    ``dtype``: real-sized timings with no download (tests/gpu/test_sd_speed.py, benchmarks/sd_speed.py)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer(folder / "_vocab")
+    tokenizer.model_max_length = tokens
+    n = len(unet_channels)
+    unet = UNet2DConditionModel(
+        sample_size=latent_size, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=unet_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        cross_attention_dim=text_dim, attention_head_dim=heads, use_linear_projection=True)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=vae_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
+        sample_size=latent_size * 2 ** (len(vae_channels) - 1))
+    text = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=text_dim, intermediate_size=4 * text_dim, num_hidden_layers=text_layers,
+        num_attention_heads=max(text_dim // 64, 1), max_position_embeddings=tokens, hidden_act="gelu",
+        bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear")
+    unet.to(dtype).save_pretrained(folder / "unet")
+    vae.to(dtype).save_pretrained(folder / "vae")
+    text.to(dtype).save_pretrained(folder / "text_encoder")
+    tokenizer.save_pretrained(folder / "tokenizer")
+    scheduler.save_pretrained(folder / "scheduler")
+    return folder
