@@ -71,7 +71,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         else:
             default = None
         help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+        if not help_text:
+            help_text = f"default: {default}"
+        elif not ("default" in help_text or default is None or f.metadata.get("positional")):
+            # (unset options, None, and helps that say where their default comes from get no "(default: None)")
+            help_text = f"{help_text} (default: {default})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         dest = prefix + f.name
         kw: dict[str, Any] = dict(dest=dest, help=help_text, default=argparse.SUPPRESS)

@@ -41,3 +41,12 @@ def test_ci_runs_the_readme_test_command():
     command = block.splitlines()[1].strip()
     assert command.startswith("pip install") and "pytest" in command
     assert command in ci
+
+
+def test_option_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in out  # options whose help already says where their default comes from
+    assert "optimisation steps (default: the preset's)" in out
+    assert "random seed (cameras, noise, initialisation) (default: 0)" in out
