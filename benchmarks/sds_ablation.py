@@ -66,6 +66,7 @@ def run_one(variant: str, seed: int, index: int, steps: int | None = None) -> di
     cfg = cfg.resolved()
     t0 = time.perf_counter()
     gen = Generator(cfg, _backend())
+    gen.prepare()  # the area prior's targets, as generate samples them (without this the area prior is off)
     while gen.step < cfg.steps:
         gen.train_step()
     seconds = time.perf_counter() - t0
