@@ -124,7 +124,14 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
 
     normal_img, orient = None, torch.zeros((), device=device)
     if need_n:
-        n = field.normals(p, out.log_density)  # (M, 3)
+        if torch.is_grad_enabled():
+            n = field.normals(p, out.log_density)  # (M, 3)
+        else:
+            # No gradients wanted (exports, previews): only samples that show in the image need a normal; the
+            # others (compositing weight <= 1e-4, together at most N * 1e-4 of a pixel) are shaded as if unlit.
+            n = torch.zeros_like(p)
+            shows = w.reshape(-1)[flat] > 1e-4  # (M,)
+            n[shows] = field.normals(p[shows], out.log_density[shows])
         normals = torch.zeros(R * N, 3, device=device).masked_scatter(flat[:, None].expand(-1, 3), n).reshape(R, N, 3)
         facing = (normals * d[:, None, :]).sum(-1).clamp_min(0.0)  # (R, N) > 0: normal faces away from camera
         orient = (w.detach() * facing**2).sum(-1).mean()  # DreamFusion stops gradients through w here

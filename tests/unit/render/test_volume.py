@@ -154,3 +154,21 @@ def test_cameras_and_shading_match_the_world_renderer(category):
     # and a flipped image would not match: the test can fail
     flipped = (mask_ours.flip(-1) & truth.mask).sum().item() / (mask_ours.flip(-1) | truth.mask).sum().item()
     assert flipped < inter / union
+
+
+@pytest.mark.parametrize("shading", ["lambertian", "textureless"])
+def test_renders_without_gradients_skip_normals_that_do_not_show(shading):
+    torch.manual_seed(0)
+    nerf = NeRF(NeRFConfig(blob_density=10.0, blob_radius=0.5))
+    with torch.no_grad():  # a lumpy surface, so normals vary
+        for g in nerf.grids:
+            g.normal_(0.0, 0.3)
+    cams = CameraDistribution().orbit(3, elevation_deg=20.0, height=24)
+    light = LightDistribution().sample(cams, torch.Generator().manual_seed(1))
+    full = render_nerf(nerf, cams.camera, light, shading, num_samples=64, want_normals=True)  # grad mode
+    with torch.no_grad():
+        fast = render_nerf(nerf, cams.camera, light, shading, num_samples=64, want_normals=True)
+    assert full.rgb.requires_grad and not fast.rgb.requires_grad
+    assert (full.rgb.detach() - fast.rgb).abs().max() < 2e-3
+    assert (full.normal.detach() - fast.normal).abs().max() < 5e-3
+    assert torch.equal(full.opacity.detach(), fast.opacity)
