@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed SDS steps")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3, help="timed denoiser calls alone")
-    ap.add_argument("--render", type=int, default=64, help="NeRF render size (resized to 512 for the VAE)")
+    ap.add_argument("--render", type=int, default=128, help="NeRF render size, resized to the VAE input (at least a quarter of it: generate's --render-scale >= 0.25)")
     ap.add_argument("--tiny", action="store_true", help="a tiny random model instead (checks the script; no figures)")
     args = ap.parse_args()
     import torch
