@@ -96,7 +96,9 @@ class GenerateConfig:
                                "so 0.8 / 1.30^(2/3) = 0.67")
     blob_fade: float = option(0.0, "fraction of the run over which the NeRF's density bias fades linearly to "
                               "zero (0: it stays for the whole run), so regions the views never empty (a mug's "
-                              "inside, the space under a table) are not held solid by the bias alone")
+                              "inside, the space under a table) are not held solid by the bias alone; on suite "
+                              "calib-v1 fading over the whole run left the median IoU unchanged and doubled the "
+                              "Janus rate (docs/BENCHMARKS.md, section sds-blob-fade-calib)")
     occupancy_every: int = option(16, "steps between occupancy-grid updates")
     occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty")
     surface_density: float = option(1.0, "density of the exported surface (marching cubes level) and of "
