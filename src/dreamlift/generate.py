@@ -277,7 +277,6 @@ class Generator:
         from .render.volume import render_nerf
 
         cfg, progress = self.cfg, self.step / self.cfg.steps
-        self.fade_blob(progress)
         if self.step % cfg.occupancy_every == 0:
             t0 = time.perf_counter()
             self.field.occupancy.update(self.field.density, cfg.occupancy_density, self.rng)
@@ -313,7 +312,9 @@ class Generator:
         for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             self.times[k] += dt
         self.step += 1
-        self.fade_blob(self.step / cfg.steps)  # the saved and exported field is the one after this step
+        # Set once per step, after it: a fresh field starts at scale 1 = the fade at progress 0, and a resumed one
+        # loads the scale saved with it, so the next step always sees the right bias.
+        self.fade_blob(self.step / cfg.steps)
         record = {"step": self.step, **record, "orientation": float(out.orientation.detach()),
                   "entropy": float(entropy.detach()), "opacity": float(sparsity.detach())}
         self.history.append(record)
