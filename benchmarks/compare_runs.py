@@ -28,6 +28,16 @@ def setting(config: dict, key: str):
     return config
 
 
+def shared(runs: list[dict]) -> str:
+    """'suite core-v1, preset fast, seeds 0, 1 and 2': each run-level setting once, plural where the runs differ."""
+    parts = []
+    for key in ("suite", "preset", "seed"):
+        values = list(dict.fromkeys(str(r[key]) for r in runs))
+        parts.append(f"{key} {values[0]}" if len(values) == 1
+                     else f"{key}s {', '.join(values[:-1])} and {values[-1]}")
+    return ", ".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path, nargs="+", help="eval_suite output folders")
@@ -66,8 +76,8 @@ def main() -> None:
     lines.append("| **generate s, median (max)** | " + " | ".join(
         f"{statistics.median(t):.0f} ({max(t):.0f})" if t else "—" for t in secs) + " |")
     lines.append("| **Janus rate** | " + " | ".join(f"{r['aggregate']['janus_rate']['mean']:.0%}" for r in runs) + " |")
-    body = (f"Runs: {', '.join(f'`{f}`' for f in args.runs)} (suite {runs[0]['suite']}, preset {runs[0]['preset']}, "
-            f"seed {runs[0]['seed']}); IoU after the best turn about +y, best per prompt in bold.\n\n"
+    body = (f"Runs: {', '.join(f'`{f}`' for f in args.runs)} ({shared(runs)}); IoU after the best turn about +y, "
+            "best per prompt in bold.\n\n"
             + "\n".join(lines) + "\n" + (f"\n{args.note}\n" if args.note else ""))
     write_section(args.section, args.title, body)
     print(body)
