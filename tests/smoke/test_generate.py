@@ -60,10 +60,10 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file()
 
 
-@pytest.mark.parametrize("area, fade", [(0.0, 0.0), (100.0, 0.0), (100.0, 0.5)],
-                         ids=["no-area-prior", "area-prior", "area-prior-fading-bias"])
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade):
-    kw = dict(area_weight=area, blob_fade=fade)
+@pytest.mark.parametrize("area, fade, lr_final", [(0.0, 0.0, 0.1), (100.0, 0.0, 1.0), (100.0, 0.5, 1.0)],
+                         ids=["no-area-prior-decaying-lr", "area-prior", "area-prior-fading-bias"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade, lr_final):
+    kw = dict(area_weight=area, blob_fade=fade, lr_final=lr_final)
     run_generate(_cfg(tmp_path / "whole", **kw))
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
 
@@ -88,6 +88,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch,
     assert [r["sds"] for r in split["history"]] == [r["sds"] for r in whole["history"]]
     assert split["area_targets"] == whole["area_targets"]
     assert float(whole["field"]["blob_scale"]) == (0.0 if fade else 1.0)  # faded by half the run, when it fades
+    # the last of the 6 steps (progress 5/6) ran at lr * lr_final^(2 * 5/6 - 1), resumed or not
+    for ckpt in (whole, split):
+        assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.01 * lr_final ** (2 * 5 / 6 - 1))
     if area:
         # the targets came from the prior's own samples, once, and the loss was applied every step
         assert set(whole["area_targets"]["area"]) == {"front", "side", "back", "overhead"}
