@@ -317,9 +317,10 @@ class Generator:
                                  "and run again (or --resume from the last checkpoint)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * lr_multiplier(cfg.lr_final, progress)
         t3 = time.perf_counter()
+        lr = cfg.lr * lr_multiplier(cfg.lr_final, progress)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.step()
         t4 = time.perf_counter()
         for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
