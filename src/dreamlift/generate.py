@@ -66,6 +66,9 @@ class GenerateConfig:
     backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "the 2D diffusion model")
     model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)")
     allow_out_of_world: bool = option(False, "let the built-in prior try prompts outside its world")
+    keep_unknown_words: bool = option(False, "condition the built-in prior on the prompt as typed even when it has "
+                                      "words no training caption used (default: on the world caption the text "
+                                      "encoder places nearest, e.g. 'a cobalt sedan' -> 'a black car')")
     resume: bool = option(False, "continue from OUT/checkpoint.pt")
     force: bool = option(False, "overwrite existing outputs in OUT")
     device: str = option("auto", "cpu, cuda or auto")
@@ -356,8 +359,12 @@ def run_generate(cfg: GenerateConfig) -> dict:
                              "pass --force to overwrite them or --resume to continue")
     device = _device(cfg.device)
     t_start = time.perf_counter()
-    backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world)
+    backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,
+                           rewrite_unknown_words=not cfg.keep_unknown_words)
     backend.check_prompt(cfg.prompt)
+    conditioning = backend.conditioning_text(cfg.prompt)
+    if (note := backend.conditioning_note(cfg.prompt)) is not None:
+        print(f"note: {note}", file=sys.stderr)
     gen = Generator(cfg, backend)
     if cfg.resume:
         gen.load(ckpt)
@@ -401,7 +408,8 @@ def run_generate(cfg: GenerateConfig) -> dict:
     steps_run = max(1, len(gen.history))
     last = gen.history[-min(50, len(gen.history)):] if gen.history else []
     metrics = {
-        "prompt": cfg.prompt, "out": str(out), "backend": cfg.backend, "steps": cfg.steps, "seed": cfg.seed,
+        "prompt": cfg.prompt, "conditioning_prompt": conditioning, "out": str(out), "backend": cfg.backend,
+        "steps": cfg.steps, "seed": cfg.seed,
         "device": str(device), "render_size": gen.render_size,
         "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
                     "total": time.perf_counter() - t_start, "area_prior": gen.area_seconds,

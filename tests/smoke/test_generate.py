@@ -60,6 +60,20 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file()
 
 
+def test_unknown_words_are_rewritten_and_reported_unless_kept(tmp_path, capsys):
+    out = tmp_path / "sedan"
+    assert main(["generate", "a cyan sedan", "--out", str(out), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "never saw 'sedan'" in err and "'a cyan car'" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["prompt"] == "a cyan sedan" and metrics["conditioning_prompt"] == "a cyan car"
+    kept = tmp_path / "kept"
+    assert main(["generate", "a cyan sedan", "--out", str(kept), *TINY, "--keep-unknown-words"]) == 0
+    assert "never saw" not in capsys.readouterr().err
+    assert json.loads((kept / "metrics.json").read_text())["conditioning_prompt"] == "a cyan sedan"
+    assert json.loads((kept / "config.json").read_text())["keep_unknown_words"] is True
+
+
 @pytest.mark.parametrize("area, fade, lr_final", [(0.0, 0.0, 0.1), (100.0, 0.0, 1.0), (100.0, 0.5, 1.0)],
                          ids=["no-area-prior-decaying-lr", "area-prior", "area-prior-fading-bias"])
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade, lr_final):

@@ -1,6 +1,7 @@
 """The guidance backends by name, and one function to load any of them.
 
-``BACKENDS`` maps each name to a constructor ``(model, device, allow_out_of_world) -> GuidanceBackend``
+``BACKENDS`` maps each name to a constructor ``(model, device, allow_out_of_world, rewrite_unknown_words)
+-> GuidanceBackend``
 that imports its module only when called, so naming the built-in backend never imports the
 Stable Diffusion or DeepFloyd code (nor loads diffusers' pipelines).
 """
@@ -16,22 +17,25 @@ from .base import GuidanceBackend
 
 __all__ = ["BACKENDS", "load_backend", "DEFAULT_MODELS"]
 
-Constructor = Callable[[str | None, torch.device | str, bool], GuidanceBackend]
+Constructor = Callable[[str | None, torch.device | str, bool, bool], GuidanceBackend]
 
 
-def _builtin(model: str | None, device: torch.device | str, allow_out_of_world: bool) -> GuidanceBackend:
+def _builtin(model: str | None, device: torch.device | str, allow_out_of_world: bool,
+             rewrite_unknown_words: bool) -> GuidanceBackend:
     from .builtin import BuiltinGuidance
 
-    return BuiltinGuidance(model, device, allow_out_of_world)
+    return BuiltinGuidance(model, device, allow_out_of_world, rewrite_unknown_words)
 
 
-def _stable_diffusion(model: str | None, device: torch.device | str, allow_out_of_world: bool) -> GuidanceBackend:
+def _stable_diffusion(model: str | None, device: torch.device | str, allow_out_of_world: bool,
+                      rewrite_unknown_words: bool) -> GuidanceBackend:
     from .stable_diffusion import DEFAULT_SD_MODEL, StableDiffusionGuidance
 
     return StableDiffusionGuidance(model or DEFAULT_SD_MODEL, device)
 
 
-def _deepfloyd(model: str | None, device: torch.device | str, allow_out_of_world: bool) -> GuidanceBackend:
+def _deepfloyd(model: str | None, device: torch.device | str, allow_out_of_world: bool,
+               rewrite_unknown_words: bool) -> GuidanceBackend:
     from .deepfloyd import DEFAULT_IF_MODEL, DeepFloydGuidance
 
     return DeepFloydGuidance(model or DEFAULT_IF_MODEL, device)
@@ -42,7 +46,8 @@ BACKENDS: dict[str, Constructor] = {
     "stable-diffusion": _stable_diffusion,
     "deepfloyd-if": _deepfloyd,
 }
-"""name -> constructor(model, device, allow_out_of_world); model None means the backend's default."""
+"""name -> constructor(model, device, allow_out_of_world, rewrite_unknown_words); model None means the
+backend's default; the last two only matter to the built-in prior."""
 
 DEFAULT_MODELS: dict[str, str] = {
     "builtin": "the shipped prior (dreamlift/prior/weights)",
@@ -53,7 +58,7 @@ DEFAULT_MODELS: dict[str, str] = {
 
 
 def load_backend(name: str, model: str | None = None, device: torch.device | str = "cpu",
-                 allow_out_of_world: bool = False) -> GuidanceBackend:
+                 allow_out_of_world: bool = False, rewrite_unknown_words: bool = True) -> GuidanceBackend:
     """Load the guidance backend ``name`` ("builtin", "stable-diffusion" or "deepfloyd-if").
 
     Args:
@@ -62,10 +67,12 @@ def load_backend(name: str, model: str | None = None, device: torch.device | str
             Nothing is downloaded unless DREAMLIFT_ALLOW_DOWNLOAD=1.
         device: where the backend runs (the diffusers backends default to float16 on CUDA).
         allow_out_of_world: builtin only: accept prompts outside the prior's world.
+        rewrite_unknown_words: builtin only: condition on the nearest world caption when the prompt has
+            words no training caption used (``dreamlift.prior.vocabulary``).
 
     Raises:
         DreamliftError: an unknown name, or a model that cannot be loaded.
     """
     if name not in BACKENDS:
         raise DreamliftError(f"unknown guidance backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-    return BACKENDS[name](model, device, allow_out_of_world)
+    return BACKENDS[name](model, device, allow_out_of_world, rewrite_unknown_words)

@@ -41,6 +41,14 @@ class GuidanceBackend(ABC):
     def check_prompt(self, prompt: str) -> None:
         """Raise DreamliftError when this backend cannot serve ``prompt`` (default: any prompt is fine)."""
 
+    def conditioning_text(self, prompt: str) -> str:
+        """The text the denoiser is actually conditioned on for ``prompt`` (default: the prompt itself)."""
+        return prompt
+
+    def conditioning_note(self, prompt: str) -> str | None:
+        """One line telling the user why ``conditioning_text(prompt)`` differs from the prompt, or None."""
+        return None
+
     @abstractmethod
     def encode_text(self, prompts: list[str]) -> Any:
         """Conditioning for a batch of prompts (an empty string is the unconditional prompt)."""

@@ -26,10 +26,10 @@ class BuiltinGuidance(GuidanceBackend):
     name = "builtin"
 
     def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
-                 allow_out_of_world: bool = False):
+                 allow_out_of_world: bool = False, rewrite_unknown_words: bool = True):
         from ..prior.model import BuiltinPrior
 
-        self.prior = BuiltinPrior(path, device=device)
+        self.prior = BuiltinPrior(path, device=device, rewrite_unknown_words=rewrite_unknown_words)
         self.device = self.prior.device
         self.schedule = self.prior.schedule
         self.resolution = self.prior.resolution
@@ -48,8 +48,17 @@ class BuiltinGuidance(GuidanceBackend):
         if not result.in_world:
             raise DreamliftError(self._scope.message(result))
 
+    def conditioning_text(self, prompt: str) -> str:
+        """The caption the prior is conditioned on for ``prompt`` (``dreamlift.prior.vocabulary``)."""
+        return self.prior.rewrite(prompt).text
+
+    def conditioning_note(self, prompt: str) -> str | None:
+        rewrite = self.prior.rewrite(prompt)
+        return rewrite.note() if rewrite.changed else None
+
     def encode_text(self, prompts: list[str]) -> TextEmbedding:
-        return self.prior.encoder.encode(prompts).to(self.device)  # the encoder caches per prompt
+        # The empty prompt (the unconditional input) is never rewritten; the encoder caches per prompt.
+        return self.prior.encode(prompts)
 
     def encode_images(self, images: Tensor) -> Tensor:
         if images.ndim != 4 or images.shape[1] != 3:

@@ -36,6 +36,8 @@ class SampleConfig:
     sampler: Literal["ddim", "ddpm"] = option("ddim", "DDIM (eta = 0) or ancestral DDPM (Algorithm 2)")
     weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior)")
     allow_out_of_world: bool = option(False, "sample even when the prompt is far from everything the prior knows")
+    keep_unknown_words: bool = option(False, "condition on the prompt as typed even when it has words no training "
+                                      "caption used (default: on the world caption the text encoder places nearest)")
     force: bool = option(False, "overwrite an existing output file")
 
     def validate(self) -> None:
@@ -53,13 +55,14 @@ class SampleConfig:
 def run_sample(cfg: SampleConfig) -> Path:
     """Sample cfg.n images of cfg.prompt and save them as a grid."""
     import io
+    import sys
     import time
 
     cfg.validate()
     from .model import BuiltinPrior
     from .sampling import image_grid
 
-    prior = BuiltinPrior(cfg.weights)
+    prior = BuiltinPrior(cfg.weights, rewrite_unknown_words=not cfg.keep_unknown_words)
     if not cfg.allow_out_of_world:
         from .scope import PromptScope
 
@@ -69,6 +72,9 @@ def run_sample(cfg: SampleConfig) -> Path:
             raise DreamliftError(scope.message(result))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
+    rewrite = prior.rewrite(cfg.prompt)
+    if rewrite.changed:
+        print(f"note: {rewrite.note()}", file=sys.stderr)
     t0 = time.perf_counter()
     images = prior.sample([cfg.prompt], n_per_prompt=cfg.n, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                           seed=cfg.seed, method=cfg.sampler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -16,6 +17,9 @@ from ..config import DreamliftError
 from ..diffusion import NoiseSchedule, convert
 from .text_encoder import TextEmbedding, TextEncoder
 from .unet import PriorUNet, UNetConfig
+
+if TYPE_CHECKING:
+    from .vocabulary import Rewrite
 
 __all__ = ["BuiltinPrior", "SHIPPED_WEIGHTS"]
 
@@ -28,10 +32,14 @@ class BuiltinPrior:
     Args:
         path: a folder with prior.json and prior.safetensors (default: the shipped weights).
         encoder: a loaded TextEncoder to share; loaded if None.
+        rewrite_unknown_words: condition on the nearest world caption when an in-world prompt has words
+            that no training caption used (``dreamlift.prior.vocabulary``); False: the prompt as typed.
+            Only priors trained on world captions (prior.json "captions": "world") are rewritten for:
+            the vocabulary of one trained on a folder of captions is not known.
     """
 
     def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
-                 encoder: TextEncoder | None = None):
+                 encoder: TextEncoder | None = None, rewrite_unknown_words: bool = True):
         path = Path(path) if path is not None else SHIPPED_WEIGHTS
         meta_file, weights_file = path / "prior.json", path / "prior.safetensors"
         if not meta_file.is_file() or not weights_file.is_file():
@@ -61,6 +69,21 @@ class BuiltinPrior:
         self.prediction = self.unet_config.prediction
         self.resolution = self.unet_config.resolution
         self.encoder = encoder or TextEncoder(device=self.device)
+        self.rewrite_unknown_words = rewrite_unknown_words and self.meta.get("captions") == "world"
+        self._rewriter = None
+
+    def rewrite(self, prompt: str) -> "Rewrite":
+        """What the prior is conditioned on for ``prompt`` (unchanged when rewriting is off)."""
+        from .vocabulary import PromptRewriter, Rewrite
+
+        if not self.rewrite_unknown_words:
+            return Rewrite(prompt, prompt, ())
+        self._rewriter = self._rewriter or PromptRewriter(self.encoder)
+        return self._rewriter.rewrite(prompt)
+
+    def encode(self, prompts: list[str]) -> TextEmbedding:
+        """The conditioning for prompts: each one rewritten (see ``rewrite``), then encoded."""
+        return self.encoder.encode([self.rewrite(p).text for p in prompts]).to(self.device)
 
     def encode_checked(self, prompts: list[str]) -> TextEmbedding:
         """Encode prompts after rejecting empty ones."""
@@ -81,6 +104,7 @@ class BuiltinPrior:
         from .sampling import sample_images
 
         self.encode_checked(prompts)
-        return sample_images(self.model, self.encoder, self.schedule, prompts, prediction=self.prediction,
+        texts = [self.rewrite(p).text for p in prompts]
+        return sample_images(self.model, self.encoder, self.schedule, texts, prediction=self.prediction,
                              resolution=self.resolution, n_per_prompt=n_per_prompt, steps=steps, method=method,
                              guidance_scale=guidance_scale, seed=seed, device=self.device, bf16=bf16)

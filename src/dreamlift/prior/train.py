@@ -209,7 +209,7 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
 
     def state() -> dict:
         return {"step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "generator": g.get_state(), "config": config_to_dict(cfg) | {"unet": cfg.unet.to_dict()}}
+                "generator": g.get_state(), "config": config_to_dict(cfg) | {"unet": cfg.unet.to_dict(), "captions": data.source}}
 
     bar = None
     if progress:
@@ -281,7 +281,9 @@ def export_prior(checkpoint: Path, dest: Path, extra: dict | None = None) -> Pat
     weights = {k: v.to(torch.float16).contiguous() for k, v in ckpt["ema"].items()}
     meta = {"format": "dreamlift-prior/1", "unet": cfg["unet"], "schedule": cfg["schedule"],
             "num_train_timesteps": cfg["num_train_timesteps"], "text_encoder": "all-MiniLM-L6-v2",
-            "max_tokens": 24, "train_steps": ckpt["step"], "batch_size": cfg["batch_size"], **(extra or {})}
+            "max_tokens": 24, "train_steps": ckpt["step"], "batch_size": cfg["batch_size"],
+            # "world": trained on world captions, so dreamlift.prior.vocabulary knows its vocabulary
+            "captions": cfg.get("captions", "unknown"), **(extra or {})}
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write(dest / "prior.safetensors", save(weights, metadata={"format": "dreamlift-prior/1"}))
     atomic_write(dest / "prior.json", json.dumps(meta, indent=2).encode())

