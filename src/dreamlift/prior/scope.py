@@ -28,7 +28,11 @@ from .text_encoder import TextEncoder
 __all__ = ["ScopeResult", "PromptScope", "THRESHOLD", "object_phrase"]
 
 THRESHOLD = 0.69
-_FILLERS = r"\b(a photo of|a picture of|an image of|a render of|a rendering of|a 3d model of|on a white background)\b"
+FILLERS = re.compile(r"\b(a photo of|a picture of|an image of|a render of|a rendering of|a 3d model of|"
+                     r"on a white background)\b")
+"""Caption fillers that say nothing about the object."""
+VIEW_SUFFIX = re.compile(r",?\s*\b(front|side|back|overhead|top)\s+view\b")
+"""A DreamFusion view suffix (group 1 is the view word)."""
 
 
 def _colour_words() -> list[str]:
@@ -42,8 +46,8 @@ def _colour_words() -> list[str]:
 def object_phrase(prompt: str) -> str:
     """The prompt without view suffix, caption fillers and colour words."""
     p = prompt.lower()
-    p = re.sub(r",?\s*(front|side|back|overhead|top)\s+view\b", "", p)
-    p = re.sub(_FILLERS, "", p)
+    p = VIEW_SUFFIX.sub("", p)
+    p = FILLERS.sub("", p)
     for w in _colour_words():
         p = re.sub(rf"\b{re.escape(w)}\b", "", p)
     p = re.sub(r"[,\s]+", " ", p).strip()

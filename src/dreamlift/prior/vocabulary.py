@@ -36,12 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .scope import FILLERS, VIEW_SUFFIX, PromptScope
 from .text_encoder import TextEncoder
 
 __all__ = ["TRAINING_WORDS", "words", "unknown_words", "Rewrite", "PromptRewriter"]
 
-_VIEW = re.compile(r",?\s*\b(front|side|back|overhead)\s+view\b")
-_FILLERS = re.compile(r"\b(a photo of|a render of|a 3d model of|on a white background|small)\b")
 _ARTICLES = {"a", "an", "the"}
 _MAX_SUBSETS_WORDS = 4  # with more unknown words, only "drop none", "drop one" and "drop all" are tried
 
@@ -129,8 +128,8 @@ class PromptRewriter:
 
     def _object_variants(self, body: str, unknown: list[str]) -> list[tuple[str, frozenset[str]]]:
         """(object phrase, dropped unknown words) for each subset of unknown words dropped."""
-        phrase = _FILLERS.sub(" ", body)
-        kept = [w for w in words(phrase) if w not in self.colour_of]
+        phrase = FILLERS.sub(" ", body)
+        kept = [w for w in words(phrase) if w not in self.colour_of and w != "small"]
         if len(unknown) <= _MAX_SUBSETS_WORDS:
             subsets = [frozenset(s) for r in range(len(unknown) + 1) for s in itertools.combinations(unknown, r)]
         else:
@@ -146,8 +145,6 @@ class PromptRewriter:
 
     @torch.no_grad()
     def _rewrite(self, prompt: str) -> Rewrite:
-        from .scope import PromptScope
-
         unknown = unknown_words(prompt)
         if not unknown:
             return Rewrite(prompt, prompt, ())
@@ -155,9 +152,10 @@ class PromptRewriter:
         if not self._scope.check(prompt).in_world:
             return Rewrite(prompt, prompt, tuple(unknown))
         lower = prompt.lower()
-        views = list(_VIEW.finditer(lower))
-        suffix = f", {views[-1].group(1)} view" if views else ""
-        body = _VIEW.sub(" ", lower)
+        views = list(VIEW_SUFFIX.finditer(lower))
+        view = views[-1].group(1) if views else None
+        suffix = f", {'overhead' if view == 'top' else view} view" if view else ""  # training views say overhead
+        body = VIEW_SUFFIX.sub(" ", lower)
         variants = self._object_variants(body, unknown)
         if not variants:  # nothing but colour words and fillers: no object to name
             variants = [("an object", frozenset(unknown))]

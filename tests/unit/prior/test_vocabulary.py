@@ -142,3 +142,18 @@ def test_a_prior_not_trained_on_world_captions_is_never_rewritten(tmp_path, enco
     (tmp_path / "prior.json").write_text(json.dumps(meta))
     prior = BuiltinPrior(tmp_path, encoder=encoder)
     assert not prior.rewrite_unknown_words and prior.rewrite("a cyan sedan").text == "a cyan sedan"
+
+
+def test_sample_notes_the_rewrite_and_keep_unknown_words_turns_it_off(tmp_path, capsys):
+    from dreamlift.cli import main
+    from dreamlift.prior.model import SHIPPED_WEIGHTS
+
+    if not (SHIPPED_WEIGHTS / "prior.safetensors").exists():
+        pytest.skip("no shipped prior")
+    args = ["sample", "a cyan sedan", "--n", "1", "--steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert "note: the built-in prior never saw 'sedan'" in err and "'a cyan car'" in err
+    assert main([*args, "--out", str(tmp_path / "b.png"), "--keep-unknown-words"]) == 0
+    assert "never saw" not in capsys.readouterr().err
+    assert (tmp_path / "a.png").is_file() and (tmp_path / "b.png").is_file()
