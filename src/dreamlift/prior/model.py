@@ -86,11 +86,11 @@ class BuiltinPrior:
         return self.encoder.encode([self.rewrite(p).text for p in prompts]).to(self.device)
 
     def encode_checked(self, prompts: list[str]) -> TextEmbedding:
-        """Encode prompts after rejecting empty ones."""
+        """Encode prompts (rewritten, as ``encode``) after rejecting empty ones."""
         for p in prompts:
             if not p or not p.strip():
                 raise DreamliftError("the prompt is empty")
-        return self.encoder.encode(prompts).to(self.device)
+        return self.encode(prompts)
 
     @torch.no_grad()
     def predict_eps(self, x_t: Tensor, t: Tensor, text: TextEmbedding) -> Tensor:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..world.captions import canonical_prompt
 from .scope import FILLERS, VIEW_SUFFIX, PromptScope
 from .text_encoder import TextEncoder
 
@@ -163,15 +164,14 @@ class PromptRewriter:
         best = int(sims.argmax())
         vi, ri = divmod(best, sims.shape[1])
         category = self.refs[ri][1]
-        noun = self.noun_of[category]
         colours = [self.colour_of[w] for w in words(body) if w in self.colour_of]
         if colours:
             colour = colours[0]
         elif variants[vi][1]:  # a dropped word may be a colour: the encoder's nearest colour
-            cands = [_article(f"{c} {noun}") for c in self.colour_names]
+            cands = [canonical_prompt(category, c) for c in self.colour_names]
             sim_c = self.encoder.encode([body.strip(" ,")]).pooled @ self.encoder.encode(cands).pooled.T  # (1, 10)
             colour = self.colour_names[int(sim_c.argmax())]
         else:
             colour = None
-        text = _article(f"{colour} {noun}" if colour else noun) + suffix
+        text = (canonical_prompt(category, colour) if colour else _article(self.noun_of[category])) + suffix
         return Rewrite(prompt, text, tuple(unknown), category, colour, float(sims[vi, ri]))
