@@ -99,12 +99,12 @@ class BuiltinPrior:
         return convert(self.schedule, out, self.prediction, "eps", x_t, t)
 
     def sample(self, prompts: list[str], n_per_prompt: int = 1, steps: int = 50, guidance_scale: float = 3.0,
-               seed: int = 0, method: str = "ddim", bf16: bool = False) -> Tensor:
+               seed: int = 0, method: str = "ddim", bf16: bool = False, eta: float = 0.0) -> Tensor:
         """(len(prompts) * n, 3, R, R) images in [0, 1]."""
         from .sampling import sample_images
 
         self.encode_checked(prompts)
         texts = [self.rewrite(p).text for p in prompts]
         return sample_images(self.model, self.encoder, self.schedule, texts, prediction=self.prediction,
-                             resolution=self.resolution, n_per_prompt=n_per_prompt, steps=steps, method=method,
+                             resolution=self.resolution, n_per_prompt=n_per_prompt, steps=steps, method=method, eta=eta,
                              guidance_scale=guidance_scale, seed=seed, device=self.device, bf16=bf16)

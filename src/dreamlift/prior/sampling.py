@@ -29,6 +29,7 @@ def sample_images(
     n_per_prompt: int = 1,
     steps: int = 50,
     method: Literal["ddpm", "ddim"] = "ddim",
+    eta: float = 0.0,
     guidance_scale: float = 3.0,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -36,6 +37,9 @@ def sample_images(
     batch_size: int = 64,
 ) -> Tensor:
     """Sample ``n_per_prompt`` images for each prompt.
+
+    ``eta`` is DDIM's noise level (0: deterministic, 1: the DDPM posterior's variance); the
+    generator seeded with ``seed`` draws x_T and then every step's noise, so a seed fixes the result.
 
     Returns:
         (len(prompts) * n_per_prompt, 3, R, R) images in [0, 1], prompt-major order.
@@ -56,7 +60,7 @@ def sample_images(
         text = encoder.encode(chunk).to(device)
         null = encoder.unconditional(1).to(device)
         denoise = guided_denoiser(model_fn, text, null, guidance_scale)
-        x = sample(denoise, (len(chunk), 3, resolution, resolution), schedule, method=method, steps=steps,
+        x = sample(denoise, (len(chunk), 3, resolution, resolution), schedule, method=method, steps=steps, eta=eta,
                    prediction=prediction, generator=g, device=device, x_T=x_T[start : start + len(chunk)],
                    clip_x0=1.0)
         out.append(((x.clamp(-1, 1) + 1) / 2).cpu())
