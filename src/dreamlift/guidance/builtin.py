@@ -72,4 +72,5 @@ class BuiltinGuidance(GuidanceBackend):
 
     def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0) -> Tensor:
         """DDIM, 25 steps, guidance 3 (the prior's own default scale): cheap samples for the area prior."""
-        return self.prior.sample(prompts, n_per_prompt, steps=25, guidance_scale=3.0, seed=seed)
+        return self.prior.sample(prompts, n_per_prompt, steps=25, guidance_scale=3.0, seed=seed, method="ddim",
+                                 eta=0.0)

@@ -33,7 +33,8 @@ class SampleConfig:
     seed: int = option(0, "random seed (same seed, same images)")
     guidance_scale: float = option(3.0, "classifier-free guidance scale s: uncond + s (cond - uncond)")
     steps: int = option(50, "reverse steps")
-    sampler: Literal["ddim", "ddpm"] = option("ddim", "DDIM (eta = 0) or ancestral DDPM (Algorithm 2)")
+    sampler: Literal["ddim", "ddpm"] = option("ddpm", "ancestral DDPM (Algorithm 2 on the --steps respaced steps, "
+                                              "which is DDIM with eta = 1) or deterministic DDIM (eta = 0)")
     weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior)")
     allow_out_of_world: bool = option(False, "sample even when the prompt is far from everything the prior knows")
     keep_unknown_words: bool = option(False, "condition on the prompt as typed even when it has words no training "

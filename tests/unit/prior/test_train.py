@@ -14,6 +14,7 @@ from dreamlift.cli import main  # noqa: E402
 from dreamlift.config import DreamliftError  # noqa: E402
 from dreamlift.prior.data import load_training_data  # noqa: E402
 from dreamlift.prior.model import BuiltinPrior  # noqa: E402
+from dreamlift.prior.sampling import image_grid  # noqa: E402
 from dreamlift.prior.text_encoder import TextEncoder  # noqa: E402
 from dreamlift.prior.train import TrainPriorConfig, export_prior, load_checkpoint, train_prior  # noqa: E402
 from dreamlift.prior.unet import UNetConfig  # noqa: E402
@@ -79,9 +80,15 @@ def test_export_loads_as_builtin_prior_and_samples_reproducibly(folder, tmp_path
     b = prior.sample(["a red square"], n_per_prompt=2, steps=5, seed=3)
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
     out = tmp_path / "grid.png"
-    assert main(["sample", "a red square", "--out", str(out), "--n", "3", "--steps", "4",
+    assert main(["sample", "a red square", "--out", str(out), "--n", "3", "--steps", "4", "--seed", "5",
                  "--weights", str(dest), "--allow-out-of-world"]) == 0
-    assert Image.open(out).size[0] > 16
+    grid = np.asarray(Image.open(out))
+    assert grid.shape[1] > 16
+    # the command's default sampler is ancestral (Algorithm 2 on the respaced steps), not DDIM
+    ancestral = prior.sample(["a red square"], n_per_prompt=3, steps=4, seed=5, method="ddpm")
+    ddim = prior.sample(["a red square"], n_per_prompt=3, steps=4, seed=5, method="ddim")
+    assert np.array_equal(grid, np.asarray(image_grid(ancestral)))
+    assert not np.array_equal(grid, np.asarray(image_grid(ddim)))
 
 
 def test_sample_refuses_out_of_world_prompts(folder, tmp_path, encoder, capsys):
