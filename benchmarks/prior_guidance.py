@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="samples per pair")
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
     ap.add_argument("--eta", type=float, nargs="+", default=[0.0], help="DDIM eta values (0: deterministic)")
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast (as dreamlift sample runs)")
     ap.add_argument("--section", default="prior-guidance")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -45,7 +46,7 @@ def main() -> None:
         for g, eta in [(g, e) for g in args.guidance for e in args.eta]:
             t0 = time.perf_counter()
             images = prior.sample(prompts, n_per_prompt=args.n, steps=args.steps, guidance_scale=g, seed=seed,
-                                  bf16=True, eta=eta)
+                                  bf16=not args.fp32, eta=eta)
             seconds = time.perf_counter() - t0
             pred = ev.predict(images)
             cat_ok = (pred.category.argmax(-1).reshape(len(pairs), args.n) == cat_idx).float()  # (P, n)
@@ -59,14 +60,17 @@ def main() -> None:
                    "pairs_colour": int((col_acc >= 0.9).sum()), "wrong_category": int((1 - cat_ok).sum()),
                    "wrong_colour": int((1 - col_ok).sum()), "seconds": seconds, "fails": fails}
             rows.append(row)
-            line = (f"| {seed} | {g:g} | {eta:g} | {row['pairs_category']} / {len(pairs)} | {row['pairs_colour']} / {len(pairs)} "
+            line = (f"| {seed} | {g:g} | {eta:g} | {row['pairs_category']} / {len(pairs)} "
+                    f"| {row['pairs_colour']} / {len(pairs)} "
                     f"| {row['wrong_category']} | {row['wrong_colour']} | {seconds / images.shape[0]:.3f} | "
                     f"{'; '.join(fails) or 'none'} |")
             lines.append(line)
             print(line, flush=True)
     total = len(pairs) * args.n
-    body = (f"DDIM {args.steps} steps (eta 0: deterministic; 1: the DDPM posterior's noise at every step), {args.n} samples per (category, colour) pair of the canonical prompt, bf16 "
-            f"autocast; the evaluator judges each sample. A pair passes at >= 90% right, so one wrong sample in "
+    body = (f"DDIM {args.steps} steps (eta 0: deterministic; 1: the DDPM posterior's noise at every step, which is "
+            f"ancestral sampling, dreamlift sample's default), {args.n} samples per (category, colour) pair of the "
+            f"canonical prompt, {'fp32 (as dreamlift sample runs)' if args.fp32 else 'bf16 autocast'}; the evaluator "
+            "judges each sample. A pair passes at >= 90% right, so one wrong sample in "
             f"{args.n} fails it.\n\n"
             "| seed | guidance | DDIM eta | pairs >= 90% category | pairs >= 90% colour | wrong category (of "
             f"{total}) | wrong colour | s / image | failing pairs (lowest accuracy) |\n|---|---|---|---|---|---|---|---|---|\n"
