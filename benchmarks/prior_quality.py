@@ -40,11 +40,13 @@ def article(text: str) -> str:
     return ("an " if text[0] in "aeiou" else "a ") + text
 
 
-def score_prompts(prior, ev, prompts, labels, n, steps, guidance, seed, sampler):
-    """labels: list of (category index, colour index) per prompt. Returns per-prompt accuracies and s/image."""
+def score_prompts(prior, ev, prompts, labels, args):
+    """labels: list of (category index, colour index) per prompt; args: the sampling flags (n, steps, guidance,
+    seed, sampler). Returns per-prompt accuracies and s/image."""
+    n = args.n
     t0 = time.perf_counter()
-    images = prior.sample(prompts, n_per_prompt=n, steps=steps, guidance_scale=guidance, seed=seed, bf16=True,
-                          method=sampler)
+    images = prior.sample(prompts, n_per_prompt=n, steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                          bf16=True, method=args.sampler)
     seconds = (time.perf_counter() - t0) / images.shape[0]
     pred = ev.predict(images)
     cat = pred.category.argmax(-1).reshape(len(prompts), n)
@@ -86,7 +88,7 @@ def main() -> None:
     pairs = [(c, k) for c in CATEGORIES for k in COLOUR_NAMES]
     prompts = [article(f"{k} {noun(c)}") for c, k in pairs]
     rows, sec, _ = score_prompts(prior, ev, prompts, [(cats.index(c), cols.index(k)) for c, k in pairs],
-                                 args.n, args.steps, args.guidance, args.seed, args.sampler)
+                                 args)
     # 3. held-out synonyms: each held-out noun with a training colour, each held-out colour word with a
     # training noun. Whether the text encoder "knows" a word is measured in the prompt itself: its pooled
     # embedding must lie nearest the canonical prompt with the intended word among all categories (for a
@@ -117,10 +119,8 @@ def main() -> None:
     # With the default rewrite (dreamlift.prior.vocabulary: words no training caption used are replaced by the
     # world caption the encoder places nearest) and as typed, from the same noise.
     raw_prior = BuiltinPrior(args.weights, encoder=prior.encoder, rewrite_unknown_words=False)
-    syn_rows, _, _ = score_prompts(prior, ev, syn_prompts, syn_labels, args.n, args.steps, args.guidance, args.seed,
-                                   args.sampler)
-    raw_rows, _, _ = score_prompts(raw_prior, ev, syn_prompts, syn_labels, args.n, args.steps, args.guidance,
-                                   args.seed, args.sampler)
+    syn_rows, _, _ = score_prompts(prior, ev, syn_prompts, syn_labels, args)
+    raw_rows, _, _ = score_prompts(raw_prior, ev, syn_prompts, syn_labels, args)
     for r, raw, kind, known in zip(syn_rows, raw_rows, syn_kind, syn_known):
         r["held_out"], r["encoder_knows"] = kind, known
         r["conditioning"] = prior.rewrite(r["prompt"]).text
@@ -132,8 +132,7 @@ def main() -> None:
             view_prompts.append(article(f"red {noun(c)}, {v} view"))
             view_targets.append((cats.index(c), cols.index("red")))
             wanted.append(v)
-    view_rows, _, _ = score_prompts(prior, ev, view_prompts, view_targets, args.n, args.steps, args.guidance,
-                                    args.seed, args.sampler)
+    view_rows, _, _ = score_prompts(prior, ev, view_prompts, view_targets, args)
     view_acc = {}
     for r, v in zip(view_rows, wanted):
         view_acc.setdefault(v, []).append(sum(x == v for x in r["views"]) / len(r["views"]))
