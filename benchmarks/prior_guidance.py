@@ -33,10 +33,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
     ap.add_argument("--eta", type=float, nargs="+", default=[0.0], help="DDIM eta values (0: deterministic)")
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast (as dreamlift sample runs)")
+    ap.add_argument("--evaluator", type=Path, default=None, help="evaluator folder (default: shipped)")
+    ap.add_argument("--samples", type=Path, default=None,
+                    help="keep each run's samples here (a .pt per seed and setting) and reuse them when present, "
+                         "so another evaluator can judge the same samples")
     ap.add_argument("--section", default="prior-guidance")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    ev, prior = Evaluator(), BuiltinPrior(args.weights)
+    ev, prior = Evaluator(args.evaluator), BuiltinPrior(args.weights)
     pairs = [(c, k) for c in CATEGORIES for k in COLOUR_NAMES]
     prompts = [canonical_prompt(c, k) for c, k in pairs]
     cat_idx = torch.tensor([ev.categories.index(c) for c, _ in pairs]).unsqueeze(1)  # (P, 1)
@@ -44,10 +48,21 @@ def main() -> None:
     rows, lines = [], []
     for seed in args.seeds:
         for g, eta in [(g, e) for g in args.guidance for e in args.eta]:
-            t0 = time.perf_counter()
-            images = prior.sample(prompts, n_per_prompt=args.n, steps=args.steps, guidance_scale=g, seed=seed,
-                                  bf16=not args.fp32, eta=eta)
-            seconds = time.perf_counter() - t0
+            cached = None
+            if args.samples is not None:
+                cached = args.samples / (f"s{seed}-g{g:g}-eta{eta:g}-k{args.steps}-n{args.n}-"
+                                         f"{'fp32' if args.fp32 else 'bf16'}.pt")
+            if cached is not None and cached.is_file():
+                stored = torch.load(cached)
+                images, seconds = stored["images"], stored["seconds"]
+            else:
+                t0 = time.perf_counter()
+                images = prior.sample(prompts, n_per_prompt=args.n, steps=args.steps, guidance_scale=g, seed=seed,
+                                      bf16=not args.fp32, eta=eta)
+                seconds = time.perf_counter() - t0
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    torch.save({"images": images, "seconds": seconds}, cached)
             pred = ev.predict(images)
             cat_ok = (pred.category.argmax(-1).reshape(len(pairs), args.n) == cat_idx).float()  # (P, n)
             col_ok = (pred.colour.argmax(-1).reshape(len(pairs), args.n) == col_idx).float()
@@ -69,9 +84,12 @@ def main() -> None:
     total = len(pairs) * args.n
     body = (f"DDIM {args.steps} steps (eta 0: deterministic; 1: the DDPM posterior's noise at every step, which is "
             f"ancestral sampling, dreamlift sample's default), {args.n} samples per (category, colour) pair of the "
-            f"canonical prompt, {'fp32 (as dreamlift sample runs)' if args.fp32 else 'bf16 autocast'}; the evaluator "
+            f"canonical prompt, {'fp32 (as dreamlift sample runs)' if args.fp32 else 'bf16 autocast'}; "
+            f"{'the shipped evaluator' if args.evaluator is None else f'the evaluator in {args.evaluator}'} "
             "judges each sample. A pair passes at >= 90% right, so one wrong sample in "
-            f"{args.n} fails it.\n\n"
+            f"{args.n} fails it."
+            + (f" Samples kept in {args.samples} (--samples) are judged again, not redrawn: s / image is the time of "
+               "the run that drew them." if args.samples is not None else "") + "\n\n"
             "| seed | guidance | DDIM eta | pairs >= 90% category | pairs >= 90% colour | wrong category (of "
             f"{total}) | wrong colour | s / image | failing pairs (lowest accuracy) |\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(lines) + "\n")
