@@ -61,18 +61,23 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows, lines = [], []
-    data = None
-    pairs = [(c, k) for c in CATEGORIES for k in COLOUR_NAMES]  # the order prior_guidance.py samples in
-    for name in args.evaluators:
-        ev = Evaluator(None if name == "shipped" else name)
-        if data is None:
-            data = load_training_data(args.heldout, ev.resolution)
-            lab = data.labels
-            by_pair = collections.defaultdict(list)
-            for i, (c, k) in enumerate(zip(lab["category"].tolist(), lab["colour"].tolist())):
-                by_pair[(c, k)].append(i)
-            groups = [torch.tensor(v) for v in by_pair.values()]
-        pred = ev.predict(data.images.permute(0, 3, 1, 2).float() / 255)
+    evaluators = {name: Evaluator(None if name == "shipped" else name) for name in args.evaluators}
+    data = load_training_data(args.heldout, next(iter(evaluators.values())).resolution)
+    lab = data.labels
+    truth = data.images.permute(0, 3, 1, 2).float() / 255
+    by_pair = collections.defaultdict(list)
+    for i, (c, k) in enumerate(zip(lab["category"].tolist(), lab["colour"].tolist())):
+        by_pair[(c, k)].append(i)
+    groups = [torch.tensor(v) for v in by_pair.values()]
+    # the front-facing prior samples, loaded once: prior_guidance.py samples n per pair in this pair order
+    pairs = [(c, k) for c in CATEGORIES for k in COLOUR_NAMES]
+    front_samples = []
+    for f in args.prior_samples:
+        images = torch.load(f)["images"]
+        keep = torch.tensor([c in FRONT_FACING for c, _ in pairs]).repeat_interleave(images.shape[0] // len(pairs))
+        front_samples.append(images[keep])
+    for name, ev in evaluators.items():
+        pred = ev.predict(truth)
         wrong_cat = pred.category.argmax(-1) != lab["category"]
         wrong_col = pred.colour.argmax(-1) != lab["colour"]
         wrong = wrong_cat | wrong_col
@@ -88,13 +93,8 @@ def main() -> None:
         ff = torch.isin(lab["category"], front_ids)
         truth_overhead = float((pred.view.argmax(-1)[ff] == VIEWS.index("overhead")).float().mean())
         sample_overhead = None
-        if args.prior_samples:
-            judged = []
-            for f in args.prior_samples:
-                images = torch.load(f)["images"]
-                n = images.shape[0] // len(pairs)
-                keep = torch.tensor([c in FRONT_FACING for c, _ in pairs]).repeat_interleave(n)
-                judged.append(ev.predict(images[keep]).view.argmax(-1) == VIEWS.index("overhead"))
+        if front_samples:
+            judged = [ev.predict(x).view.argmax(-1) == VIEWS.index("overhead") for x in front_samples]
             sample_overhead = float(torch.cat(judged).float().mean())
         row = {"evaluator": name, "renders": n_img, "wrong_category": int(wrong_cat.sum()),
                "wrong_colour": int(wrong_col.sum()), "wrong_either": int(wrong.sum()),

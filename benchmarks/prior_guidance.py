@@ -50,7 +50,8 @@ def main() -> None:
         for g, eta in [(g, e) for g in args.guidance for e in args.eta]:
             cached = None
             if args.samples is not None:
-                cached = args.samples / (f"s{seed}-g{g:g}-eta{eta:g}-k{args.steps}-n{args.n}-"
+                weights = "" if args.weights is None else f"{args.weights.name}-"  # another prior, other samples
+                cached = args.samples / (f"{weights}s{seed}-g{g:g}-eta{eta:g}-k{args.steps}-n{args.n}-"
                                          f"{'fp32' if args.fp32 else 'bf16'}.pt")
             if cached is not None and cached.is_file():
                 stored = torch.load(cached)
