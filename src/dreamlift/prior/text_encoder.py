@@ -110,15 +110,16 @@ class TextEncoder:
         return TextEmbedding(tokens, mask, pooled)
 
     def encode(self, prompts: list[str] | str) -> TextEmbedding:
-        """Encode prompts (cached per prompt). Returns a TextEmbedding of batch size len(prompts)."""
+        """Encode prompts (cached per prompt, each encoded alone). Returns a TextEmbedding of batch size len(prompts)."""
         if isinstance(prompts, str):
             prompts = [prompts]
         missing = sorted({p for p in prompts if p not in self._cache})
         found = {p: self._cache[p] for p in prompts if p in self._cache}
-        if missing:
-            enc = self._encode(missing)
-            for i, p in enumerate(missing):
-                found[p] = self._cache[p] = enc[i : i + 1].clone()
+        # One prompt at a time: a batched matmul may round differently with other prompts beside it, and a
+        # prompt's encoding must not depend on which prompts were first asked for together (a resumed run asks
+        # in another order than the run it continues, and must get the same bits).
+        for p in missing:
+            found[p] = self._cache[p] = self._encode([p])
         for p in found:
             self._cache.move_to_end(p)
         while len(self._cache) > self.cache_size:
