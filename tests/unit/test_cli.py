@@ -50,3 +50,24 @@ def test_option_help_states_each_default_once(capsys):
     assert "(default: None)" not in out  # options whose help already says where their default comes from
     assert "optimisation steps (default: the preset's)" in out
     assert "random seed (cameras, noise, initialisation) (default: 0)" in out
+
+
+def test_constraints_pin_every_dependency_and_both_readme_commands_use_them():
+    import re
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = list(pyproject["project"]["dependencies"]) + list(pyproject["project"]["optional-dependencies"]["test"])
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    for req in wanted:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", req, 1)[0]).lower()
+        assert name in pins, f"{name} is a dependency but constraints.txt does not pin it"
+    readme = (ROOT / "README.md").read_text()
+    for marker in ("<!-- main-command -->", "<!-- test-command -->"):
+        command = readme.split(marker, 1)[1].split("```", 2)[1].splitlines()[1]
+        assert "-c constraints.txt" in command, marker
