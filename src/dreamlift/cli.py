@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .config import DreamliftError, add_config_arguments, config_from_args
+from .config import DreamliftError, OneLineParser, _printable, add_config_arguments, check_values, config_from_args
 
 __all__ = ["main", "build_parser"]
 
@@ -79,7 +79,7 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The top-level parser. Only the chosen subcommand's config module is imported."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dreamlift",
         description="Text-to-3D by Score Distillation Sampling on a from-first-principles DDPM core.",
     )
@@ -101,15 +101,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _, load_config, run = COMMANDS[ns.command]
+    from .interrupt import EXIT_INTERRUPTED
+
     try:
-        run(config_from_args(load_config(), ns))
+        cfg = config_from_args(load_config(), ns)
+        check_values(cfg)  # finite, in range, valid UTF-8: before any work
+        run(cfg)
         return 0
     except DreamliftError as exc:
-        print(f"dreamlift {ns.command}: error: {exc}", file=sys.stderr)
+        _say(ns.command, f"error: {exc}")
         return 2
-    except KeyboardInterrupt:
-        print(f"dreamlift {ns.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:  # the environment, not a bug: a full disk, a read-only folder, a missing file
+        where = f" {exc.filename}" if exc.filename else ""
+        _say(ns.command, f"error: cannot write or read{where}: {exc.strerror or exc}")
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (dreamlift.interrupt.Interrupted says where it stopped)
+        _say(ns.command, str(exc) or "interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _say(command: str, message: str) -> None:
+    print(f"dreamlift {command}: {_printable(' '.join(message.split()))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import tempfile
 import types
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 __all__ = ["DreamliftError", "option", "add_config_arguments", "config_from_args", "config_to_dict", "atomic_write",
-           "with_overrides"]
+           "with_overrides", "check_values", "OneLineParser"]
 
 
 class DreamliftError(Exception):
@@ -35,11 +36,98 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+_CONVERTERS: dict[type, Any] = {int: _integer, float: _number, str: str, Path: Path}
+
+
 def _parse_tuple(conv: type) -> Any:
     def parse(text: str) -> tuple:
-        return tuple(conv(v) for v in text.replace(" ", "").split(",") if v)
+        return tuple(_CONVERTERS.get(conv, conv)(v) for v in text.replace(" ", "").split(",") if v)
 
     return parse
+
+
+def _or_none(conv: Any) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else conv(text)
+
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``dreamlift generate: error: argument --steps: expected a
+    whole number, got '2.5'``) instead of the whole usage text; exit code 2 as argparse's."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {_printable(message)} (see {self.prog} --help)\n")
+
+
+def _printable(text: str) -> str:
+    """Text that prints on any terminal: bytes that were not UTF-8 shown as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# Whole numbers any option may take (torch and numpy take 64-bit integers), and the range of a seed.
+_INT_RANGE = (-(2**63), 2**63 - 1)
+_SEED_RANGE = (0, 2**63 - 1)
+
+
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """Refuse values no option can mean, for every field of a config dataclass and its nested ones.
+
+    One place for what holds for every option: a float is finite (NaN slips through every ``x > 0`` check and
+    infinity overflows later, after setup or training), an int fits in 64 bits (a seed in [0, 2^63)), a string
+    or path is valid UTF-8 (a prompt typed in another encoding), and a field declared with
+    ``option(..., low=, high=)`` lies in that closed range. Raises DreamliftError naming the option.
+    """
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            continue
+        value = getattr(cfg, f.name)
+        name = _flag((prefix + f.name).replace(".", "-"))
+        if f.metadata.get("positional"):
+            name = f.name.upper()
+        if dataclasses.is_dataclass(value):
+            check_values(value, prefix=f"{prefix}{f.name}.")
+            continue
+        for v in (value if isinstance(value, tuple) else (value,)):
+            _check_one(name, f, v)
+
+
+def _check_one(name: str, f: dataclasses.Field, v: Any) -> None:
+    if isinstance(v, bool) or v is None:
+        return
+    if isinstance(v, float) and not math.isfinite(v):
+        raise DreamliftError(f"{name} must be a finite number, got {v}")
+    if isinstance(v, int):
+        low, high = _SEED_RANGE if f.name == "seed" or f.name.endswith("_seed") else _INT_RANGE
+        if not low <= v <= high:
+            raise DreamliftError(f"{name} must be a whole number in [{low}, {high}], got {v}")
+    if isinstance(v, (str, Path)):
+        try:
+            str(v).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DreamliftError(f"{name} is not valid UTF-8 text: {_printable(str(v))!r}") from None
+    if isinstance(v, (int, float)):
+        low, high = f.metadata.get("low"), f.metadata.get("high")
+        if (low is not None and v < low) or (high is not None and v > high):
+            span = (f"in [{low}, {high}]" if low is not None and high is not None
+                    else f">= {low}" if low is not None else f"<= {high}")
+            raise DreamliftError(f"{name} must be {span}, got {v}")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
@@ -89,11 +177,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         if get_origin(tp) is tuple:
             conv = _parse_tuple(get_args(tp)[0])
         else:
-            conv = tp if tp in (int, float, str, Path) else str
-        if optional:
-            kw["type"] = lambda s, conv=conv: None if s.lower() == "none" else conv(s)
-        else:
-            kw["type"] = conv
+            conv = _CONVERTERS.get(tp, str)
+        kw["type"] = _or_none(conv) if optional else conv
         kw["metavar"] = f.metadata.get("metavar", f.name.upper())
         if "choices" in kw:
             kw.pop("metavar")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import signal
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -29,9 +28,16 @@ from .config import DreamliftError, atomic_write, config_to_dict, option
 from .guidance.sds import SDSConfig
 from .scene.nerf import MAGIC3D_BLOB, NeRFConfig
 
-__all__ = ["GenerateConfig", "PRESETS", "Generator", "run_generate", "OUTPUT_FILES", "MAX_PROMPT_CHARS"]
+__all__ = ["GenerateConfig", "PRESETS", "Generator", "run_generate", "run_training", "resumable_checkpoint",
+           "check_resumable", "OUTPUT_FILES", "CHECKPOINT", "MAX_PROMPT_CHARS"]
 
 MAX_PROMPT_CHARS = 300
+CHECKPOINT = "checkpoint.safetensors"
+LEGACY_CHECKPOINT = "checkpoint.pt"  # pickles of older versions: never loaded
+# Settings a resumed run may change: the length of the run, its exports and its bookkeeping. Any other
+# difference would continue one run under another's settings.
+RESUMABLE = frozenset({"out", "resume", "force", "progress", "device", "steps", "checkpoint_every",
+                       "mesh_resolution", "video_frames", "video_resolution", "surface_density"})
 OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "turntable.mp4", "views.png", "config.json", "metrics.json")
 
 # Settings each preset fills in when the user leaves them unset (None).
@@ -60,8 +66,8 @@ class GenerateConfig:
     prompt: str = option("", "what to make, e.g. 'a red mug'", positional=True)
     out: Path | None = option(None, "output folder (default: outputs/<prompt>)")
     preset: Literal["fast", "quality"] = option("fast", "fast (CPU default) or quality")
-    steps: int | None = option(None, "optimisation steps (default: the preset's)")
-    guidance: float | None = option(None, "classifier-free guidance scale (default: per backend)")
+    steps: int | None = option(None, "optimisation steps (default: the preset's)", low=1)
+    guidance: float | None = option(None, "classifier-free guidance scale (default: per backend)", low=0, high=1000)
     seed: int = option(0, "random seed (cameras, noise, initialisation)")
     backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "the 2D diffusion model")
     model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)")
@@ -69,51 +75,57 @@ class GenerateConfig:
     keep_unknown_words: bool = option(False, "condition the built-in prior on the prompt as typed even when it has "
                                       "words no training caption used (default: on the world caption the text "
                                       "encoder places nearest, e.g. 'a cobalt sedan' -> 'a black car')")
-    resume: bool = option(False, "continue from OUT/checkpoint.pt")
+    resume: bool = option(False, "continue the interrupted (or finished) run of OUT from its checkpoint, with the same "
+                         "settings (more --steps and other export settings allowed)")
     force: bool = option(False, "overwrite existing outputs in OUT")
     device: str = option("auto", "cpu, cuda or auto")
-    lr: float | None = option(None, "Adam learning rate (default: the preset's)")
+    lr: float | None = option(None, "Adam learning rate (default: the preset's)", low=1e-12, high=10)
     lr_final: float = option(1.0, "learning-rate multiplier reached at the last step, decayed exponentially over "
                              "the second half of the run (1: constant), so the noisy SDS updates settle; on suite "
                              "calib-v1, 0.1 changed the median IoU by +0.008 and the mean by -0.009 "
-                             "(docs/BENCHMARKS.md, section sds-lr-decay-calib)")
-    batch_size: int | None = option(None, "cameras per step (default: the preset's)")
-    render_scale: float | None = option(None, "render size relative to the backend's image size (default: the preset's)")
-    num_samples: int | None = option(None, "samples per ray (default: the preset's)")
-    albedo_warmup: float = option(0.1, "fraction of steps shaded with albedo only at the start")
-    p_albedo: float = option(0.2, "after warm-up: probability of albedo shading")
-    p_textureless: float = option(0.3, "after warm-up: probability of textureless shading (else lambertian)")
+                             "(docs/BENCHMARKS.md, section sds-lr-decay-calib)", low=1e-12, high=1)
+    batch_size: int | None = option(None, "cameras per step (default: the preset's)", low=1, high=64)
+    render_scale: float | None = option(None, "render size relative to the backend's image size (default: the preset's)",
+                                        low=0.25, high=8)
+    num_samples: int | None = option(None, "samples per ray (default: the preset's)", low=1, high=1024)
+    albedo_warmup: float = option(0.1, "fraction of steps shaded with albedo only at the start", low=0, high=1)
+    p_albedo: float = option(0.2, "after warm-up: probability of albedo shading", low=0, high=1)
+    p_textureless: float = option(0.3, "after warm-up: probability of textureless shading (else lambertian)",
+                                  low=0, high=1)
     textureless_albedo: Literal["white", "mean"] = option(
         "white", "uniform albedo of textureless shading: white (DreamFusion) or mean (each view's own mean "
         "albedo, detached)")
-    orientation_weight: float = option(0.1, "weight of the orientation loss (ramped in over the first half)")
-    entropy_weight: float = option(0.1, "weight of the opacity entropy loss (ramped in over the run)")
-    sparsity_weight: float = option(0.0, "weight of the mean-opacity sparsity loss")
+    orientation_weight: float = option(0.1, "weight of the orientation loss (ramped in over the first half)", low=0)
+    entropy_weight: float = option(0.1, "weight of the opacity entropy loss (ramped in over the run)", low=0)
+    sparsity_weight: float = option(0.0, "weight of the mean-opacity sparsity loss", low=0)
     area_weight: float | None = option(None, "weight of the area prior: each render's opacity is held near the "
                                        "silhouette area of the backend's own samples for its view word (0: off; "
                                        "default: 100 for builtin, 0 for the others). With it on, the NeRF's "
-                                       "density bias defaults to lambda 2, c 1; without, to Magic3D's 10, 0.5")
-    area_samples: int = option(8, "images the backend samples per view word to set the area targets")
-    area_tolerance: float = option(0.2, "the area prior is zero while render area / target is within 1 +- this")
+                                       "density bias defaults to lambda 2, c 1; without, to Magic3D's 10, 0.5", low=0)
+    area_samples: int = option(8, "images the backend samples per view word to set the area targets", low=1, high=256)
+    area_tolerance: float = option(0.2, "the area prior is zero while render area / target is within 1 +- this",
+                                   low=0, high=0.99)
     area_scale: float = option(0.67, "targets are the samples' measured area times this; calibrated on suite "
                                "calib-v1, never on the scored suite: the shipped prior at guidance 3 draws "
                                "objects about 1.22x larger in area than the world's renders (section "
                                "area-calibration of docs/BENCHMARKS.md), and at 1 / 1.22 = 0.8 the finished "
                                "shapes were still 1.30x the true volume (section volume-calibration-calib-v1), "
-                               "so 0.8 / 1.30^(2/3) = 0.67")
+                               "so 0.8 / 1.30^(2/3) = 0.67", low=1e-3, high=10)
     blob_fade: float = option(0.0, "fraction of the run over which the NeRF's density bias fades linearly to "
                               "zero (0: it stays for the whole run), so regions the views never empty (a mug's "
                               "inside, the space under a table) are not held solid by the bias alone; on suite "
                               "calib-v1 fading over the whole run left the median IoU unchanged and doubled the "
-                              "Janus rate (docs/BENCHMARKS.md, section sds-blob-fade-calib)")
-    occupancy_every: int = option(16, "steps between occupancy-grid updates")
-    occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty")
+                              "Janus rate (docs/BENCHMARKS.md, section sds-blob-fade-calib)", low=0, high=1)
+    occupancy_every: int = option(16, "steps between occupancy-grid updates", low=1)
+    occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty", low=0)
     surface_density: float = option(1.0, "density of the exported surface (marching cubes level) and of "
-                                    "the occupancy that is scored")
-    checkpoint_every: int = option(200, "steps between checkpoints")
-    mesh_resolution: int | None = option(None, "marching-cubes grid size (default: the preset's)")
-    video_frames: int | None = option(None, "frames in the turntable video, one full orbit (default: the preset's)")
-    video_resolution: int | None = option(None, "turntable video render size (default: the preset's)")
+                                    "the occupancy that is scored", low=1e-6)
+    checkpoint_every: int = option(200, "steps between checkpoints", low=1)
+    mesh_resolution: int | None = option(None, "marching-cubes grid size (default: the preset's)", low=16, high=512)
+    video_frames: int | None = option(None, "frames in the turntable video, one full orbit (default: the preset's)",
+                                      low=1, high=2000)
+    video_resolution: int | None = option(None, "turntable video render size (default: the preset's)",
+                                          low=16, high=1024)
     progress: bool = option(True, "show a progress bar")
     sds: SDSConfig = field(default_factory=SDSConfig)
     nerf: NeRFConfig = field(default_factory=NeRFConfig)
@@ -137,6 +149,10 @@ class GenerateConfig:
         return cfg
 
     def validate(self) -> None:
+        """Ranges declared on the options (``low``/``high``) and finiteness, then the rules between options."""
+        from .config import check_values
+
+        check_values(self)
         if self.steps <= 0:
             raise DreamliftError(f"--steps must be positive, got {self.steps}")
         if self.batch_size <= 0 or self.num_samples <= 0:
@@ -198,12 +214,10 @@ def opacity_entropy(opacity: Tensor) -> Tensor:
     return -(o * o.log() + (1 - o) * (1 - o).log()).mean()
 
 
-def _raise_interrupt(signum, frame):  # SIGTERM -> the same path as Ctrl-C
-    raise KeyboardInterrupt
-
-
 class Generator:
     """The optimisation: a NeRF, its optimiser, the guidance backend and all randomness."""
+
+    LOSS_KEYS = ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")  # averaged into metrics.json
 
     def __init__(self, cfg: GenerateConfig, backend):
         from .render.camera import CameraDistribution, LightDistribution
@@ -241,27 +255,30 @@ class Generator:
                 "area_seconds": self.area_seconds}
 
     def save(self, path: Path) -> None:
-        import io
+        """The whole state after a whole step, as safetensors + JSON (``dreamlift.checkpoint``): loading it runs
+        no code."""
+        from .checkpoint import save_state
 
-        buf = io.BytesIO()
-        torch.save(self.state(), buf)
-        atomic_write(path, buf.getvalue())
+        save_state(path, self.state())
 
     def load(self, path: Path) -> None:
+        from .checkpoint import load_state
+
+        state = load_state(path)  # DreamliftError for a foreign or corrupt file, before anything changes
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
             self.field.load_state_dict(state["field"])
             self.opt.load_state_dict(state["optimizer"])
             self.rng.set_state(state["rng"])
-            self.step, self.times, self.history = int(state["step"]), state["times"], state["history"]
+            self.step, self.times, self.history = int(state["step"]), dict(state["times"]), list(state["history"])
             if state.get("area_targets") is not None:
                 from .guidance.silhouette import SilhouetteTargets
 
                 self.area_targets = SilhouetteTargets.from_dict(state["area_targets"])
                 self.area_seconds = float(state.get("area_seconds", 0.0))
-        except Exception as exc:  # any unreadable or mismatched file is a user-facing error
+        except Exception as exc:  # a file of another config or version is the user's to fix
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise DreamliftError(f"cannot resume from {path}: it is corrupt or from another config "
-                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+                                 f"({type(exc).__name__}: {first})") from None
 
     # ---------------------------------------------------------------- one step
     def shading(self, progress: float) -> str:
@@ -339,7 +356,77 @@ class Generator:
 
 
 def _existing_outputs(out: Path) -> list[str]:
-    return [name for name in (*OUTPUT_FILES, "checkpoint.pt") if (out / name).exists()]
+    return [name for name in (*OUTPUT_FILES, CHECKPOINT, LEGACY_CHECKPOINT) if (out / name).exists()]
+
+
+def resumable_checkpoint(out: Path) -> Path | None:
+    """The checkpoint ``--resume`` continues for OUT: an interrupted run's (in its staging folder), else a
+    finished run's (in OUT), else None."""
+    from .runfolder import RunFolder
+
+    folder = RunFolder(out)
+    for path in (folder.stage / CHECKPOINT, Path(out) / CHECKPOINT):
+        if path.is_file():
+            return path
+    return None
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    items: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            items.update(_flat(v, f"{prefix}{k}."))
+        else:
+            items[prefix + k] = v
+    return items
+
+
+def check_resumable(saved: dict, cfg: GenerateConfig, saved_step: int, where: Path) -> None:
+    """Refuse to continue a checkpoint under settings that would make another run of it.
+
+    ``saved`` is the checkpoint's resolved config; only the keys in RESUMABLE (more steps, export and
+    bookkeeping settings) may differ. Raises DreamliftError naming the keys that differ.
+    """
+    old, new = _flat(saved), _flat(config_to_dict(cfg))
+    differ = sorted(k for k in old.keys() | new.keys() if k not in RESUMABLE and old.get(k, "?") != new.get(k, "?"))
+    if differ:
+        shown = ", ".join(f"{k} ({old.get(k, 'unset')!r} there, {new.get(k, 'unset')!r} now)" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise DreamliftError(f"--resume: the checkpoint in {where} is of another run: {shown}{more}; "
+                             "resume it with its own settings, or start again with --force")
+    if cfg.steps < saved_step:
+        raise DreamliftError(f"--resume: the checkpoint in {where} is at step {saved_step}, past --steps {cfg.steps}")
+
+
+def _plan(cfg: GenerateConfig, folder) -> Path | None:
+    """Decide, before any work, what this run continues (the checkpoint to load) or refuse it."""
+    from .checkpoint import read_state_header
+
+    out = cfg.out
+    staged, final = folder.stage / CHECKPOINT, out / CHECKPOINT
+    if not cfg.resume:
+        if staged.is_file() and not cfg.force:
+            raise DreamliftError(f"an interrupted run of {out} is kept in {folder.stage}; pass --resume to continue "
+                                 "it or --force to start again")
+        if _existing_outputs(out) and not cfg.force:
+            raise DreamliftError(f"{out} already holds outputs ({', '.join(_existing_outputs(out))}); "
+                                 "pass --force to overwrite them or --resume to continue")
+        return None
+    source = staged if staged.is_file() else final if final.is_file() else None
+    if source is None:
+        legacy = " (its checkpoint.pt, from an older dreamlift, is not loaded: a pickle can run code)" \
+            if (out / LEGACY_CHECKPOINT).exists() else ""
+        raise DreamliftError(f"--resume: there is no checkpoint for {out}{legacy}")
+    header = read_state_header(source)
+    try:
+        saved, step = header["config"], int(header["step"])
+    except (KeyError, TypeError, ValueError):
+        raise DreamliftError(f"{source} is not a dreamlift generate checkpoint") from None
+    check_resumable(saved, cfg, step, source.parent)
+    if source == final and step >= cfg.steps and not cfg.force:
+        raise DreamliftError(f"the run in {out} is finished (step {step} of {cfg.steps}); pass a larger --steps to "
+                             "continue it, or --force with --resume to export it again")
+    return source
 
 
 def run_generate(cfg: GenerateConfig) -> dict:
@@ -347,76 +434,111 @@ def run_generate(cfg: GenerateConfig) -> dict:
     from .guidance.backends import load_backend
 
     cfg = cfg.resolved()
-    out = cfg.out
-    ckpt = out / "checkpoint.pt"
-    if out.exists() and not out.is_dir():
-        raise DreamliftError(f"{out} exists and is not a folder")
-    if cfg.resume:
-        if not ckpt.is_file():
-            raise DreamliftError(f"--resume: there is no checkpoint at {ckpt}")
-    elif _existing_outputs(out) and not cfg.force:
-        raise DreamliftError(f"{out} already holds outputs ({', '.join(_existing_outputs(out))}); "
-                             "pass --force to overwrite them or --resume to continue")
+
+    def build(device: torch.device) -> tuple[Generator, dict]:
+        backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,
+                               rewrite_unknown_words=not cfg.keep_unknown_words)
+        backend.check_prompt(cfg.prompt)
+        if (note := backend.conditioning_note(cfg.prompt)) is not None:
+            print(f"note: {note}", file=sys.stderr)
+        return Generator(cfg, backend), {"conditioning_prompt": backend.conditioning_text(cfg.prompt),
+                                         "backend": cfg.backend}
+
+    return run_training(cfg, build)
+
+
+def run_training(cfg: GenerateConfig, build) -> dict:
+    """The life of one run, for any Generator (SDS, or the ceiling's fit to ground truth).
+
+    Lock OUT, decide what to continue, build the generator (``build(device) -> (gen, extra metrics)``), train
+    in the staging folder with checkpoints, export, write metrics, then swap the staging folder in for OUT
+    (``dreamlift.runfolder``). SIGINT and SIGTERM stop between steps, or at the next phase boundary, with the
+    checkpoint kept (``dreamlift.interrupt``). Returns the metrics.
+    """
+    from .interrupt import Interrupted, interruptible
+    from .runfolder import RunFolder
+
+    folder = RunFolder(cfg.out)
+    folder.check_target()
     device = _device(cfg.device)
-    t_start = time.perf_counter()
-    backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,
-                           rewrite_unknown_words=not cfg.keep_unknown_words)
-    backend.check_prompt(cfg.prompt)
-    conditioning = backend.conditioning_text(cfg.prompt)
-    if (note := backend.conditioning_note(cfg.prompt)) is not None:
-        print(f"note: {note}", file=sys.stderr)
-    gen = Generator(cfg, backend)
-    if cfg.resume:
-        gen.load(ckpt)
-    gen.prepare()
-    t_setup = time.perf_counter() - t_start
-    atomic_write(out / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
+    with folder, interruptible() as stop:
+        source = _plan(cfg, folder)
+        t_start = time.perf_counter()
+        gen, extra = build(device)
+        stop.check("setup")
+        if source is not None:
+            gen.load(source)
+        if source is None or source.parent != folder.stage:
+            folder.fresh_stage()
+        stage = folder.stage
+        ckpt = stage / CHECKPOINT
+        try:
+            gen.prepare()
+            stop.check("setup")
+            t_setup = time.perf_counter() - t_start
+            atomic_write(stage / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
+            t_loop = time.perf_counter()
+            _train(gen, ckpt, stop)
+            t_train = time.perf_counter() - t_loop
+            from .export.outputs import write_outputs
 
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    t_loop = time.perf_counter()
+            t0 = time.perf_counter()
+            export_times = write_outputs(gen, stage, check=lambda: stop.check("export"))
+            t_export = time.perf_counter() - t0
+        except Interrupted as exc:
+            saved = f"saved step {gen.step} in {ckpt}" if ckpt.is_file() else "nothing to resume was saved"
+            raise Interrupted(f"interrupted ({exc}); {saved}; {cfg.out} is unchanged"
+                              + ("; continue with --resume" if ckpt.is_file() else "")) from None
+        except OSError as exc:  # a full disk, a read-only folder: the earlier outputs are still whole in OUT
+            raise DreamliftError(f"cannot write {exc.filename or stage}: {exc.strerror or exc}; {cfg.out} is "
+                                 "unchanged" + ("; continue with --resume" if ckpt.is_file() else "")) from None
+        last = gen.history[-min(50, len(gen.history)):] if gen.history else []
+        metrics = {
+            "prompt": cfg.prompt, **extra, "out": str(cfg.out), "steps": cfg.steps, "seed": cfg.seed,
+            "device": str(device), "render_size": gen.render_size,
+            "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
+                        "total": time.perf_counter() - t_start, "area_prior": gen.area_seconds,
+                        **{f"export_{k}": v for k, v in export_times.items()}},
+            "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
+            "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in gen.LOSS_KEYS},
+        }
+        try:
+            atomic_write(stage / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+            stop.check("export")
+            folder.commit()
+        except OSError as exc:
+            raise DreamliftError(f"cannot write {exc.filename or stage}: {exc.strerror or exc}; {cfg.out} is "
+                                 "unchanged; continue with --resume") from None
+        except Interrupted:
+            raise Interrupted(f"interrupted while exporting; saved step {gen.step} in {ckpt}; {cfg.out} is "
+                              "unchanged; continue with --resume") from None
+    return metrics
+
+
+def _train(gen: Generator, ckpt: Path, stop) -> None:
+    """Steps until the end, a checkpoint every checkpoint_every steps and at the end; a stop request (SIGINT,
+    SIGTERM) is honoured between two steps, after saving the last whole one."""
+    from .interrupt import Interrupted
+
+    cfg = gen.cfg
     bar = None
-    try:
-        if cfg.progress:
-            from tqdm import tqdm
+    if cfg.progress:
+        from tqdm import tqdm
 
-            bar = tqdm(total=cfg.steps, initial=gen.step, desc="generate", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=gen.step, desc="generate", unit="step", dynamic_ncols=True)
+    try:
         while gen.step < cfg.steps:
             rec = gen.train_step()
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(sds=f"{rec['sds']:.3g}", t=int(rec["t"]), refresh=False)
+                bar.set_postfix({k: f"{rec[k]:.3g}" for k in gen.LOSS_KEYS[:1]}, refresh=False)
             if gen.step % cfg.checkpoint_every == 0 or gen.step == cfg.steps:
                 gen.save(ckpt)
-    except KeyboardInterrupt:
-        gen.save(ckpt)
-        if bar is not None:
-            bar.close()
-            bar = None
-        print(f"interrupted at step {gen.step}; saved {ckpt} (continue with --resume)", file=sys.stderr)
-        raise
+            if stop.requested:
+                gen.save(ckpt)
+                raise Interrupted(f"{stop.signal_name} at step {gen.step}")
+        if not ckpt.is_file():  # resumed at its last step: the staging folder still needs the checkpoint
+            gen.save(ckpt)
     finally:
-        signal.signal(signal.SIGTERM, old)
         if bar is not None:
             bar.close()
-    t_train = time.perf_counter() - t_loop
-
-    from .export.outputs import write_outputs
-
-    t0 = time.perf_counter()
-    export_times = write_outputs(gen, out)
-    t_export = time.perf_counter() - t0
-    steps_run = max(1, len(gen.history))
-    last = gen.history[-min(50, len(gen.history)):] if gen.history else []
-    metrics = {
-        "prompt": cfg.prompt, "conditioning_prompt": conditioning, "out": str(out), "backend": cfg.backend,
-        "steps": cfg.steps, "seed": cfg.seed,
-        "device": str(device), "render_size": gen.render_size,
-        "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
-                    "total": time.perf_counter() - t_start, "area_prior": gen.area_seconds,
-                    **{f"export_{k}": v for k, v in export_times.items()}},
-        "ms_per_step": {k: 1000 * v / steps_run for k, v in gen.times.items()},
-        "final_losses": {k: sum(r[k] for r in last) / max(1, len(last))
-                         for k in ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")},
-    }
-    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    return metrics

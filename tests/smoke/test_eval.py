@@ -38,7 +38,7 @@ def test_eval_writes_a_summary_and_skips_finished_prompts(tmp_path, capsys):
     first = _check_results(out)
     mug = next(r for r in first["prompts"] if r["category"] == "mug")
     assert mug["janus"] is not None and len(mug["janus"]["views"]) == 8
-    ckpt = out / "a-red-mug" / "checkpoint.pt"
+    ckpt = out / "a-red-mug" / "checkpoint.safetensors"
     stamp = ckpt.stat().st_mtime_ns
     (out / "a-green-tree" / "score.json").unlink()  # scored again, not generated again
     capsys.readouterr()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from dreamlift.checkpoint import load_state
 from dreamlift.cli import main
 from dreamlift.config import DreamliftError
 from dreamlift.generate import Generator, GenerateConfig, run_generate
@@ -57,7 +58,8 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["ms_per_step"]) == {"render", "guidance", "backward", "optimizer", "occupancy"}
     assert metrics["steps"] == 6 and np.isfinite(metrics["final_losses"]["sds"])
-    assert (out / "checkpoint.pt").is_file()
+    assert (out / "checkpoint.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mug"]  # no staging folder or lock left beside it
 
 
 def test_unknown_words_are_rewritten_and_reported_unless_kept(tmp_path, capsys):
@@ -76,29 +78,33 @@ def test_unknown_words_are_rewritten_and_reported_unless_kept(tmp_path, capsys):
 
 @pytest.mark.parametrize("area, fade, lr_final", [(0.0, 0.0, 0.1), (100.0, 0.0, 1.0), (100.0, 0.5, 1.0)],
                          ids=["no-area-prior-decaying-lr", "area-prior", "area-prior-fading-bias"])
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade, lr_final):
+def test_resume_after_a_signal_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade, lr_final):
     kw = dict(area_weight=area, blob_fade=fade, lr_final=lr_final)
     run_generate(_cfg(tmp_path / "whole", **kw))
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    whole = load_state(tmp_path / "whole" / "checkpoint.safetensors")
 
     real_step = Generator.train_step
 
-    def dying_step(self):
-        if self.step == 3:
-            raise KeyboardInterrupt  # what Ctrl-C or SIGTERM does
+    def signalled_step(self):
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of step 3: it finishes, then the run stops
         return real_step(self)
 
-    monkeypatch.setattr(Generator, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(Generator, "train_step", signalled_step)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM at step 3"):
         run_generate(_cfg(tmp_path / "split", **kw))
-    saved = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
-    assert saved["step"] == 3 and not (tmp_path / "split" / "model.glb").exists()
+    stage = tmp_path / ".split.partial"
+    saved = load_state(stage / "checkpoint.safetensors")
+    assert saved["step"] == 3 and not (tmp_path / "split").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     monkeypatch.setattr(Generator, "train_step", real_step)
     run_generate(_cfg(tmp_path / "split", resume=True, **kw))
-    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert not stage.exists()
+    split = load_state(tmp_path / "split" / "checkpoint.safetensors")
     assert split["step"] == whole["step"] == 6
     for k, v in whole["field"].items():
         assert torch.equal(v, split["field"][k]), k
+    assert torch.equal(whole["rng"], split["rng"])
     assert [r["sds"] for r in split["history"]] == [r["sds"] for r in whole["history"]]
     assert split["area_targets"] == whole["area_targets"]
     assert float(whole["field"]["blob_scale"]) == (0.0 if fade else 1.0)  # faded by half the run, when it fades
@@ -130,8 +136,8 @@ def test_existing_outputs_are_kept_without_force(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["   "], "empty"),
     (["a mug " * 80], "characters long"),
-    (["a red mug", "--steps", "0"], "--steps must be positive"),
-    (["a red mug", "--steps", "-3"], "--steps must be positive"),
+    (["a red mug", "--steps", "0"], "--steps must be >= 1"),
+    (["a red mug", "--steps", "-3"], "--steps must be >= 1"),
     (["a red mug", "--model", "/nonexistent/prior"], "no prior weights"),
     (["a red mug", "--backend", "stable-diffusion", "--model", "/nonexistent/sd"], "stable diffusion"),
     (["a red mug", "--resume"], "no checkpoint"),
@@ -156,7 +162,7 @@ def test_unknown_backend_is_refused_by_the_parser(capsys):
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, capsys):
     out = tmp_path / "c"
     out.mkdir()
-    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (out / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
     assert main(["generate", "a red mug", "--out", str(out), "--resume", *TINY]) == 2
     err = capsys.readouterr().err
     assert "corrupt" in err and len(err.strip().splitlines()) == 1
@@ -183,7 +189,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "--resume" in err
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert "--resume" in err and len(err.strip().splitlines()) == 1, err
+    state = load_state(tmp_path / ".term.partial" / "checkpoint.safetensors")
     assert 0 < state["step"] < 100000
-    assert not (out / "model.glb").exists()
+    assert not out.exists()

@@ -9,7 +9,7 @@ sphere tracer (``dreamlift.world.render``) for the same random cameras, lights a
     L = 1/2 sum_pixels (render_nerf(theta; cam, light, shading) - render_object(obj; cam, light, shading))^2 / B
 
 plus the same orientation and entropy regularisers. Same NeRFConfig, renderer, camera and
-light distributions, steps and outputs (checkpoint.pt with "field" and "config", mesh,
+light distributions, steps and outputs (checkpoint.safetensors with "field" and "config", mesh,
 video, metrics.json), so ``score_result`` scores it exactly like an SDS result and the gap
 between the two is what the 2D prior costs. ``dreamlift eval --ceiling`` runs a suite this way.
 """
@@ -17,14 +17,12 @@ between the two is what the 2D prior costs. ``dreamlift eval --ceiling`` runs a 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 
 import torch
 from torch import Tensor
 
-from ..config import DreamliftError, atomic_write, config_to_dict
-from ..generate import Generator, GenerateConfig, _device, _existing_outputs
+from ..generate import Generator, GenerateConfig, _device, run_training
 from .suite import SuitePrompt
 
 __all__ = ["GroundTruthTarget", "CeilingFitter", "ground_truth_images", "run_ceiling", "fit_in_memory"]
@@ -69,6 +67,8 @@ def ground_truth_images(obj, cams, light, shading: str) -> Tensor:
 class CeilingFitter(Generator):
     """A Generator whose guidance is the ground truth (multi-view photometric supervision)."""
 
+    LOSS_KEYS = ("mse", "psnr", "opacity")
+
     def __init__(self, cfg: GenerateConfig, obj, device: torch.device):
         super().__init__(cfg, GroundTruthTarget(device, _prior_resolution()))
         self.obj = obj
@@ -92,45 +92,16 @@ def _ceiling_config(cfg: GenerateConfig, prompt: SuitePrompt) -> GenerateConfig:
 def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
     """Fit the NeRF of ``cfg`` to ``prompt``'s world object; write generate's outputs to cfg.out.
 
-    Returns the metrics written to OUT/metrics.json (``final_losses`` holds mse and psnr).
+    The same run as ``dreamlift generate`` (``generate.run_training``: lock, staging folder, checkpoints,
+    resume, signals, export) with the ground truth as the objective. Returns the metrics written to
+    OUT/metrics.json (``final_losses`` holds mse and psnr).
     """
-    from ..export.outputs import write_outputs
-
     cfg = _ceiling_config(cfg, prompt)
-    out, ckpt = cfg.out, cfg.out / "checkpoint.pt"
-    if cfg.resume and not ckpt.is_file():
-        raise DreamliftError(f"--resume: there is no checkpoint at {ckpt}")
-    if not cfg.resume and _existing_outputs(out) and not cfg.force:
-        raise DreamliftError(f"{out} already holds outputs; pass --force to overwrite them or --resume to continue")
-    device = _device(cfg.device)
-    t_start = time.perf_counter()
-    gen = CeilingFitter(cfg, prompt.world_object(), device)
-    if cfg.resume:
-        gen.load(ckpt)
-    atomic_write(out / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
-    t_loop = time.perf_counter()
-    try:
-        while gen.step < cfg.steps:
-            gen.train_step()
-            if gen.step % cfg.checkpoint_every == 0 or gen.step == cfg.steps:
-                gen.save(ckpt)
-    except KeyboardInterrupt:
-        gen.save(ckpt)
-        raise
-    t_train = time.perf_counter() - t_loop
-    t0 = time.perf_counter()
-    write_outputs(gen, out)
-    t_export = time.perf_counter() - t0
-    last = gen.history[-min(50, len(gen.history)):]
-    metrics = {
-        "prompt": cfg.prompt, "out": str(out), "backend": "ground-truth", "steps": cfg.steps, "seed": cfg.seed,
-        "device": str(device), "render_size": gen.render_size,
-        "seconds": {"train": t_train, "export": t_export, "total": time.perf_counter() - t_start},
-        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
-        "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in ("mse", "psnr", "opacity")},
-    }
-    atomic_write(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    return metrics
+
+    def build(device: torch.device) -> tuple[CeilingFitter, dict]:
+        return CeilingFitter(cfg, prompt.world_object(), device), {"backend": "ground-truth"}
+
+    return run_training(cfg, build)
 
 
 def fit_in_memory(cfg: GenerateConfig, prompt: SuitePrompt, steps: int) -> CeilingFitter:

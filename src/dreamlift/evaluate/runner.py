@@ -92,22 +92,25 @@ def _finished(out: Path) -> dict | None:
 
 
 def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], score_cfg: ScoreConfig,
-               ceiling: bool, threads: int | None = None) -> dict:
-    """Generate (or fit) one prompt into gen_cfg.out if not done yet, score it, write score.json. -> row."""
+               ceiling: bool, threads: int | None = None, fresh: bool = False) -> dict:
+    """Generate (or fit) one prompt into gen_cfg.out if not done yet (or ``fresh``: again from scratch), score
+    it, write score.json. -> row."""
     import torch
 
     if threads is not None:
         torch.set_num_threads(threads)
-    from ..generate import run_generate
+    from ..generate import resumable_checkpoint, run_generate
     from .ceiling import run_ceiling
     from .score import score_result, write_score
 
     out = Path(gen_cfg.out)
     t0 = time.perf_counter()
     try:
-        if not (out / "metrics.json").is_file():
-            resume = (out / "checkpoint.pt").is_file()
-            cfg = replace(gen_cfg, resume=resume, force=not resume)
+        if fresh or not (out / "metrics.json").is_file():
+            # an interrupted prompt continues from its checkpoint; --force starts it again (OUT's old files stay
+            # whole until the new run is swapped in)
+            resume = not fresh and resumable_checkpoint(out) is not None
+            cfg = replace(gen_cfg, resume=resume, force=True)
             run_ceiling(cfg, prompt) if ceiling else run_generate(cfg)
         scores = score_result(out, prompt, suite, score_cfg)
     except DreamliftError as exc:
@@ -152,21 +155,18 @@ def run_eval(cfg: EvalConfig) -> dict:
             rows[prompt.slug] = _row(gen_cfg.out, done)
             print(f"[eval] {prompt.prompt}: finished before, skipped", file=sys.stderr)
         else:
-            if cfg.force and gen_cfg.out.exists():
-                (gen_cfg.out / "metrics.json").unlink(missing_ok=True)
-                (gen_cfg.out / "checkpoint.pt").unlink(missing_ok=True)
             todo.append((gen_cfg, prompt))
     t0 = time.perf_counter()
     if cfg.jobs == 1 or len(todo) <= 1:
         for gen_cfg, prompt in todo:
-            rows[prompt.slug] = _report(run_prompt(gen_cfg, prompt, suite, cfg.score, cfg.ceiling))
+            rows[prompt.slug] = _report(run_prompt(gen_cfg, prompt, suite, cfg.score, cfg.ceiling, fresh=cfg.force))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker) as pool:
-            futures = {pool.submit(run_prompt, g, p, suite, cfg.score, cfg.ceiling, 1): p for g, p in todo}
+            futures = {pool.submit(run_prompt, g, p, suite, cfg.score, cfg.ceiling, 1, cfg.force): p for g, p in todo}
             for fut in as_completed(futures):
                 rows[futures[fut].slug] = _report(fut.result())
     ordered = [rows[p.slug] for p in suite]

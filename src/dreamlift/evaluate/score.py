@@ -4,7 +4,7 @@
 
 A result is a :class:`ScoredField`: a density and an albedo callable, the density level of
 its surface, and a renderer. :func:`nerf_field` wraps a NeRF (:func:`load_field` one from
-``OUT/checkpoint.pt``), :func:`world_field` a ground-truth :class:`~dreamlift.world.WorldObject`,
+``OUT/checkpoint.safetensors``), :func:`world_field` a ground-truth :class:`~dreamlift.world.WorldObject`,
 so ground truth runs through exactly the code that scores a result (and must score perfectly).
 
 Metrics (``score_result`` returns them in one JSON-ready dict):
@@ -167,19 +167,23 @@ def two_faced(obj):
 
 
 def load_field(out: Path, num_samples: int = 64, device: str = "cpu") -> tuple[ScoredField, dict]:
-    """The NeRF of a finished run, OUT/checkpoint.pt -> (ScoredField at the run's surface_density, run config)."""
+    """The NeRF of a finished run, OUT/checkpoint.safetensors -> (ScoredField at the run's surface_density,
+    run config). Loading runs no code from the file (``dreamlift.checkpoint``)."""
+    from ..checkpoint import load_state
+    from ..generate import CHECKPOINT
     from ..scene.nerf import NeRF, NeRFConfig
 
-    ckpt = Path(out) / "checkpoint.pt"
+    ckpt = Path(out) / CHECKPOINT
     if not ckpt.is_file():
         raise DreamliftError(f"there is no checkpoint at {ckpt}; run dreamlift generate first")
+    state = load_state(ckpt)
     try:
-        state = torch.load(ckpt, map_location=device, weights_only=False)
         config = state["config"]
         nerf = NeRF(NeRFConfig(**config["nerf"])).to(device)
         nerf.load_state_dict(state["field"])
-    except Exception as exc:  # an unreadable or mismatched file is the user's to fix
-        raise DreamliftError(f"cannot load the NeRF from {ckpt} ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # a mismatched file is the user's to fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DreamliftError(f"cannot load the NeRF from {ckpt} ({type(exc).__name__}: {first})") from None
     return nerf_field(nerf, config["surface_density"], num_samples), config
 
 
@@ -316,7 +320,7 @@ def score_result(result, prompt: SuitePrompt, suite=None, cfg: ScoreConfig = Sco
     """All metrics of one result. -> JSON-ready dict (``finished: True``).
 
     Args:
-        result: an output folder holding checkpoint.pt, a NeRF (surface at ``threshold``), or a ScoredField.
+        result: an output folder holding checkpoint.safetensors, a NeRF (surface at ``threshold``), or a ScoredField.
         suite: the prompts R-Precision ranks against (default: this prompt's suite-mates in core-v1).
         evaluator: an :class:`~dreamlift.evaluate.classifier.Evaluator` (default: the shipped one).
     """

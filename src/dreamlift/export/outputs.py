@@ -57,8 +57,11 @@ def nerf_mesh(field, resolution: int, threshold: float):
                         resolution=resolution, bound=bound, threshold=threshold)
 
 
-def write_outputs(gen, out: Path) -> dict[str, float]:
-    """model.glb, model.obj (+ .mtl), turntable.mp4 and views.png into ``out``; returns seconds per file."""
+def write_outputs(gen, out: Path, check=lambda: None) -> dict[str, float]:
+    """model.glb, model.obj (+ .mtl), turntable.mp4 and views.png into ``out``; returns seconds per file.
+
+    ``check()`` is called between files (it raises to stop an interrupted export).
+    """
     from ..render.camera import CameraDistribution
     from .mesh import write_glb, write_obj
     from .video import save_image_grid, write_video
@@ -71,10 +74,12 @@ def write_outputs(gen, out: Path) -> dict[str, float]:
     write_glb(mesh, out / "model.glb")
     write_obj(mesh, out / "model.obj")
     times["mesh"] = time.perf_counter() - t0
+    check()
     t0 = time.perf_counter()
     frames = turntable_frames(field, cfg.video_frames, cfg.video_resolution)
     write_video(frames, out / "turntable.mp4", fps=24)
     times["video"] = time.perf_counter() - t0
+    check()
     t0 = time.perf_counter()
     size = max(64, gen.render_size)
     cams = CameraDistribution().orbit(4, elevation_deg=15.0, height=size)  # front, right side, back, left side

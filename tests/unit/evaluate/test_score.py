@@ -100,11 +100,12 @@ def test_r_precision_of_ground_truth_renders(evaluator):
 
 
 def _save_run(tmp_path: Path, nerf, surface_density=10.0) -> Path:
+    from dreamlift.checkpoint import save_state
     from dreamlift.config import config_to_dict
     from dreamlift.generate import GenerateConfig
 
     cfg = config_to_dict(GenerateConfig(prompt="a red mug", nerf=nerf.cfg, surface_density=surface_density))
-    torch.save({"field": nerf.state_dict(), "config": cfg}, tmp_path / "checkpoint.pt")
+    save_state(tmp_path / "checkpoint.safetensors", {"field": nerf.state_dict(), "config": cfg})
     return tmp_path
 
 
@@ -122,8 +123,8 @@ def test_score_an_output_folder_and_refuse_a_broken_one(tmp_path, evaluator):
                         render_size=32, num_samples=16)
     s = score_result(out, SuitePrompt("a red mug", "mug", "red"), SUITES["smoke-v1"], small, evaluator)
     assert 0 <= s["iou"] < 0.5 and s["chamfer"] > 0 and s["janus"] is not None
-    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(DreamliftError, match="cannot load"):
+    (tmp_path / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(DreamliftError, match="not a dreamlift checkpoint or is corrupt"):
         load_field(out)
     with pytest.raises(DreamliftError, match="no checkpoint"):
         load_field(tmp_path / "missing")
