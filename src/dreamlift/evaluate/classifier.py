@@ -26,10 +26,30 @@ from torch import Tensor, nn
 from ..config import DreamliftError, atomic_write, config_to_dict, option
 
 __all__ = ["VIEWS", "WorldClassifier", "Prediction", "Evaluator", "TrainEvaluatorConfig", "train_evaluator",
-           "SHIPPED_EVALUATOR", "view_labels"]
+           "SHIPPED_EVALUATOR", "view_labels", "save_evaluator", "EVALUATOR_KEYS"]
 
 VIEWS = ("front", "side", "back", "overhead")
 SHIPPED_EVALUATOR = Path(__file__).resolve().parent / "weights"
+
+
+def _names(v) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v)
+
+
+def _size(multiple: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 and v % multiple == 0
+
+
+# what Evaluator reads from evaluator.json (the format of dreamlift.prior.model.read_meta)
+EVALUATOR_KEYS = {
+    "categories": (True, _names, "a non-empty list of strings"),
+    "colours": (True, _names, "a non-empty list of strings"),
+    "views": (False, lambda v: v == list(VIEWS), f"the list {list(VIEWS)}"),
+    "resolution": (True, _size(1), "an integer in [1, 4096]"),
+    "width": (True, _size(8), "a multiple of 8 in [8, 4096]"),
+    "sha256": (False, lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+               "a sha256 of the weights file as 64 lowercase hex digits"),
+}
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -76,18 +96,16 @@ class Evaluator:
         meta_file, weights_file = path / "evaluator.json", path / "evaluator.safetensors"
         if not meta_file.is_file() or not weights_file.is_file():
             raise DreamliftError(f"no evaluator weights in {path}; train them with 'dreamlift train-evaluator'")
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from ..prior.model import build_matching, load_weights, read_meta
 
-        try:
-            self.meta = json.loads(meta_file.read_text())
-            weights = load_file(str(weights_file))
-        except (ValueError, OSError, SafetensorError) as exc:
-            raise DreamliftError(f"the evaluator in {path} is corrupt: {exc}") from exc
+        self.meta = read_meta(meta_file, EVALUATOR_KEYS)
+        weights = load_weights(weights_file, self.meta, meta_file)
         self.categories: list[str] = self.meta["categories"]
         self.colours: list[str] = self.meta["colours"]
         self.resolution: int = self.meta["resolution"]
-        self.model = WorldClassifier(len(self.categories), len(self.colours), self.meta["width"])
+        width = self.meta["width"]
+        self.model = build_matching(lambda: WorldClassifier(len(self.categories), len(self.colours), width), weights,
+                                    weights_file, meta_file)
         self.model.load_state_dict({k: v.float() for k, v in weights.items()})
         self.device = torch.device(device)
         self.model.eval().requires_grad_(False).to(self.device)
@@ -145,8 +163,6 @@ def evaluate_accuracy(model: WorldClassifier, images: Tensor, cat: Tensor, col: 
 
 def train_evaluator(cfg: TrainEvaluatorConfig, progress: bool = False) -> dict:
     """Train on a world dataset, report held-out accuracy, and save the weights."""
-    from safetensors.torch import save
-
     from ..prior.data import load_training_data
     from ..world import FRONT_FACING
 
@@ -194,10 +210,23 @@ def train_evaluator(cfg: TrainEvaluatorConfig, progress: bool = False) -> dict:
     info = {"categories": categories, "colours": colours, "views": list(VIEWS), "resolution": cfg.resolution,
             "width": cfg.width, "train_images": len(train), "steps": steps, "train_seconds": seconds,
             "holdout_accuracy": acc, "config": config_to_dict(cfg)}
-    buf = save({k: v.contiguous() for k, v in model.state_dict().items()})
-    atomic_write(cfg.out / "evaluator.safetensors", buf)
-    atomic_write(cfg.out / "evaluator.json", json.dumps(info, indent=2).encode())
+    save_evaluator(cfg.out, model, info)
     return info
+
+
+def save_evaluator(out: Path, model: WorldClassifier, info: dict) -> None:
+    """Write ``evaluator.safetensors`` and ``evaluator.json`` (``info`` plus the sha256 of the weights file,
+    which ``Evaluator`` checks) into the folder ``out``."""
+    from safetensors.torch import save
+
+    from ..interrupt import interruptible
+    from ..prior.model import sha256_hex
+
+    buf = save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+    info["sha256"] = sha256_hex(buf)
+    with interruptible():  # a Ctrl-C between the two files waits until both are written
+        atomic_write(Path(out) / "evaluator.safetensors", buf)
+        atomic_write(Path(out) / "evaluator.json", json.dumps(info, indent=2).encode())
 
 
 def run_train_evaluator(cfg: TrainEvaluatorConfig) -> None:
