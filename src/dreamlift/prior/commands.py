@@ -8,7 +8,8 @@ from typing import Literal
 
 from ..config import DreamliftError, atomic_write, option
 
-__all__ = ["SampleConfig", "run_sample", "ExportPriorConfig", "run_export", "check_prompt", "MAX_PROMPT_CHARS"]
+__all__ = ["SampleConfig", "run_sample", "ExportPriorConfig", "run_export", "check_prompt", "MAX_PROMPT_CHARS",
+           "check_output_folder", "check_output_file", "check_export_dest"]
 
 MAX_PROMPT_CHARS = 300
 
@@ -21,6 +22,45 @@ def check_prompt(prompt: str) -> str:
     if len(text) > MAX_PROMPT_CHARS:
         raise DreamliftError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
     return text
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a folder (so nothing can be made below it)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_folder(path: Path, flag: str) -> None:
+    """Refuse an output folder that is an existing file or lies below one (before any work is done)."""
+    if path.exists() and not path.is_dir():
+        raise DreamliftError(f"{flag} {path} is a file, not a folder")
+    blocker = _file_above(path)
+    if blocker is not None:
+        raise DreamliftError(f"{flag} {path} cannot be made: {blocker} is a file, not a folder")
+
+
+def check_output_file(path: Path, flag: str, force: bool) -> None:
+    """Refuse an output file that is an existing folder, lies below a file, or exists (unless ``force``)."""
+    if path.is_dir():
+        raise DreamliftError(f"{flag} {path} is a folder; give a file name")
+    blocker = _file_above(path)
+    if blocker is not None:
+        raise DreamliftError(f"{flag} {path} cannot be written: {blocker} is a file, not a folder")
+    if path.exists() and not force:
+        raise DreamliftError(f"{path} exists; pass --force to overwrite it")
+
+
+def check_export_dest(dest: Path, force: bool) -> None:
+    """Refuse an export folder that is a file, or that holds an export already (unless ``force``)."""
+    check_output_folder(dest, "--dest")
+    for name in ("prior.safetensors", "prior.json"):
+        if (dest / name).is_dir():
+            raise DreamliftError(f"--dest {dest} cannot take an export: {dest / name} is a folder")
+    found = [name for name in ("prior.safetensors", "prior.json") if (dest / name).exists()]
+    if found and not force:
+        raise DreamliftError(f"--dest {dest} already holds {' and '.join(found)}; pass --force to overwrite")
 
 
 @dataclass
@@ -49,8 +89,7 @@ class SampleConfig:
             raise DreamliftError(f"--steps must be positive, got {self.steps}")
         if self.out.suffix.lower() != ".png":
             raise DreamliftError(f"--out must name a .png file, got {self.out}")
-        if self.out.exists() and not self.force:
-            raise DreamliftError(f"{self.out} exists; pass --force to overwrite it")
+        check_output_file(self.out, "--out", self.force)
 
 
 def run_sample(cfg: SampleConfig) -> Path:
@@ -93,12 +132,19 @@ class ExportPriorConfig:
 
     run: Path = option(Path("runs/prior"), "a train-prior run folder (its checkpoint.pt is exported)")
     dest: Path = option(Path("prior-export"), "folder to write prior.safetensors and prior.json into")
+    force: bool = option(False, "overwrite an export already in --dest")
+
+    def validate(self) -> None:
+        if not (self.run / "checkpoint.pt").is_file():
+            raise DreamliftError(f"--run {self.run} has no checkpoint.pt; train one with 'dreamlift train-prior'")
+        check_export_dest(self.dest, self.force)
 
 
 def run_export(cfg: ExportPriorConfig) -> Path:
     from .train import export_prior
 
-    dest = export_prior(cfg.run / "checkpoint.pt", cfg.dest, extra={"exported_from": str(cfg.run)})
+    cfg.validate()
+    dest = export_prior(cfg.run / "checkpoint.pt", cfg.dest, extra={"exported_from": str(cfg.run)}, force=cfg.force)
     print(f"exported {cfg.run / 'checkpoint.pt'} to {dest}")
     return dest
 

@@ -4,7 +4,8 @@
 
 A run folder holds ``config.json`` (the resolved config), ``checkpoint.pt`` (model, EMA,
 optimiser, step and random-generator state, written atomically every
-``checkpoint_every`` steps and on Ctrl-C), ``log.jsonl`` (loss, learning rate, images/s)
+``checkpoint_every`` steps and on Ctrl-C or SIGTERM, which stop the run between two steps),
+``log.jsonl`` (loss, learning rate, images/s)
 and ``samples/step_XXXXXXX.png`` (EMA samples of fixed prompts). Running the same
 command again resumes from the checkpoint and continues bit for bit as an uninterrupted
 run would (same seed, same data order, same noise). ``export_prior`` turns a checkpoint
@@ -17,7 +18,6 @@ import contextlib
 import io
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,9 @@ import torch
 
 from ..config import DreamliftError, atomic_write, config_to_dict, option
 from ..diffusion import NoiseSchedule, diffusion_loss
+from ..interrupt import Interrupted, StopRequest, interruptible
 from .data import load_training_data
+from .model import sha256_hex
 from .text_encoder import TextEncoder
 from .unet import PriorUNet, UNetConfig
 
@@ -93,6 +95,14 @@ class TrainPriorConfig:
             self.unet.validate()
         except ValueError as exc:
             raise DreamliftError(f"bad U-Net settings: {exc}") from exc
+        from .commands import check_output_folder
+
+        if not Path(self.data).is_dir():
+            raise DreamliftError(f"training data folder not found: {self.data}")
+        check_output_folder(self.out, "--out")
+        if self.init_from is not None and not ((self.init_from / "prior.json").is_file()
+                                               and (self.init_from / "prior.safetensors").is_file()):
+            raise DreamliftError(f"--init-from {self.init_from} has no prior.json and prior.safetensors")
 
 
 def min_snr_weights(schedule: NoiseSchedule, prediction: str, gamma: float) -> torch.Tensor:
@@ -127,10 +137,6 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -155,15 +161,31 @@ def _save_preview(path: Path, ema: PriorUNet, encoder: TextEncoder, schedule: No
     atomic_write(path, buf.getvalue())
 
 
+def _stop_in_setup(stop: StopRequest, what: str) -> None:
+    if stop.requested:
+        raise Interrupted(f"interrupted by {stop.signal_name} during setup ({what}); nothing was written")
+
+
 def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncoder | None = None,
                 stop_after: int | None = None) -> dict:
     """Train (or resume) a prior run. Returns a summary dict.
+
+    Ctrl-C and SIGTERM stop the run between two steps: the checkpoint of the last whole step is saved and
+    :class:`~dreamlift.interrupt.Interrupted` raised, so that resuming continues exactly as an uninterrupted
+    run would. A signal during setup (reading the checkpoint and data, building the model) stops it before
+    anything is written. A second signal stops at once, keeping the last checkpoint saved.
 
     Args:
         encoder: a loaded text encoder (tests pass a shared one); loaded if None.
         stop_after: stop after this many steps of *this call* (simulates an interruption).
     """
     cfg.validate()
+    with interruptible() as stop:
+        return _train(cfg, progress, encoder, stop_after, stop)
+
+
+def _train(cfg: TrainPriorConfig, progress: bool, encoder: TextEncoder | None, stop_after: int | None,
+           stop: StopRequest) -> dict:
     device = _device(cfg.device)
     out = cfg.out
     ckpt_path = out / "checkpoint.pt"
@@ -172,21 +194,27 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
         resumed = load_checkpoint(ckpt_path)
         if resumed["config"]["unet"] != cfg.unet.to_dict():
             raise DreamliftError(f"{out} holds a run with a different U-Net; use another --out")
-    data = load_training_data(cfg.data, cfg.unet.resolution, cfg.view_prob)
+    _stop_in_setup(stop, "reading the checkpoint")
     encoder = encoder or TextEncoder(device=device)
-    schedule = NoiseSchedule.named(cfg.schedule, cfg.num_train_timesteps)
-    torch.manual_seed(cfg.seed)
-    model = PriorUNet(cfg.unet).to(device)
-    ema = PriorUNet(cfg.unet).to(device).requires_grad_(False)
-    ema.load_state_dict(model.state_dict())
+    warm = None
     if resumed is None and cfg.init_from is not None:
         from .model import BuiltinPrior
 
         warm = BuiltinPrior(cfg.init_from, encoder=encoder)
         if warm.unet_config.to_dict() != cfg.unet.to_dict():
             raise DreamliftError(f"--init-from {cfg.init_from} has a different U-Net than the one asked for")
+    _stop_in_setup(stop, "loading the text encoder")
+    data = load_training_data(cfg.data, cfg.unet.resolution, cfg.view_prob)
+    _stop_in_setup(stop, "loading the training data")
+    schedule = NoiseSchedule.named(cfg.schedule, cfg.num_train_timesteps)
+    torch.manual_seed(cfg.seed)
+    model = PriorUNet(cfg.unet).to(device)
+    ema = PriorUNet(cfg.unet).to(device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    if warm is not None:
         model.load_state_dict(warm.model.state_dict())
         ema.load_state_dict(warm.model.state_dict())
+        del warm
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     step = 0
@@ -196,12 +224,13 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
         opt.load_state_dict(resumed["optimizer"])
         g.set_state(resumed["generator"])
         step = int(resumed["step"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
-    atomic_write(out / "config.json", json.dumps(config_to_dict(cfg), indent=2).encode())
     null = encoder.unconditional(1).to(device)
     t_weights = min_snr_weights(schedule, cfg.unet.prediction, cfg.min_snr_gamma) if cfg.min_snr_gamma > 0 else None
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
+    _stop_in_setup(stop, "building the model")  # the last point at which nothing has been written
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    atomic_write(out / "config.json", json.dumps(config_to_dict(cfg), indent=2).encode())
 
     def model_fn(x, t, text):
         with autocast():
@@ -217,13 +246,9 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
 
         bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", unit="step")
     log = open(out / "log.jsonl", "a")
-    # Ctrl-C, and SIGTERM (kill, a job scheduler), both save a checkpoint and stop. A job started
-    # in the background by a shell ignores SIGINT unless the default handler is put back.
-    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     t_start, seen, losses = time.perf_counter(), 0, []
     first_step = step
+    saved_step = step if resumed is not None else -1  # the step of the checkpoint on disk
     try:
         while step < cfg.steps and (stop_after is None or step - first_step < stop_after):
             idx = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
@@ -254,37 +279,47 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 _save_checkpoint(ckpt_path, state())
+                saved_step = step
             if cfg.sample_every and step % cfg.sample_every == 0:
                 _save_preview(out / "samples" / f"step_{step:07d}.png", ema, encoder, schedule, cfg, device)
-    except KeyboardInterrupt:
-        _save_checkpoint(ckpt_path, state())
-        raise
+            if stop.requested and step < cfg.steps:  # between two steps: save this one whole, then stop
+                if saved_step != step:
+                    _save_checkpoint(ckpt_path, state())
+                raise Interrupted(f"interrupted by {stop.signal_name} after step {step}; checkpoint saved in "
+                                  f"{ckpt_path} (run the same command to resume)")
     finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
         log.close()
         if bar is not None:
             bar.close()
-    _save_checkpoint(ckpt_path, state())
+    if saved_step != step:
+        _save_checkpoint(ckpt_path, state())
     elapsed = time.perf_counter() - t_start
     return {"step": step, "steps_this_run": step - first_step, "seconds": elapsed,
             "images_per_s": seen / elapsed if elapsed else math.nan,
             "final_loss": sum(losses[-100:]) / max(1, len(losses[-100:]))}
 
 
-def export_prior(checkpoint: Path, dest: Path, extra: dict | None = None) -> Path:
-    """Write ``prior.safetensors`` (fp16 EMA weights) and ``prior.json`` into ``dest``."""
+def export_prior(checkpoint: Path, dest: Path, extra: dict | None = None, force: bool = False) -> Path:
+    """Write ``prior.safetensors`` (fp16 EMA weights) and ``prior.json`` (with the sha256 of the weights
+    file, which ``BuiltinPrior`` checks) into ``dest``. An earlier export there is kept unless ``force``."""
     from safetensors.torch import save
 
-    ckpt = load_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    weights = {k: v.to(torch.float16).contiguous() for k, v in ckpt["ema"].items()}
-    meta = {"format": "dreamlift-prior/1", "unet": cfg["unet"], "schedule": cfg["schedule"],
-            "num_train_timesteps": cfg["num_train_timesteps"], "text_encoder": "all-MiniLM-L6-v2",
-            "max_tokens": 24, "train_steps": ckpt["step"], "batch_size": cfg["batch_size"],
-            # "world": trained on world captions, so dreamlift.prior.vocabulary knows its vocabulary
-            "captions": cfg.get("captions", "unknown"), **(extra or {})}
-    dest.mkdir(parents=True, exist_ok=True)
-    atomic_write(dest / "prior.safetensors", save(weights, metadata={"format": "dreamlift-prior/1"}))
-    atomic_write(dest / "prior.json", json.dumps(meta, indent=2).encode())
+    from .commands import check_export_dest
+
+    check_export_dest(dest, force)
+    with interruptible() as stop:  # a Ctrl-C while the two files are written waits until both are
+        ckpt = load_checkpoint(checkpoint)
+        cfg = ckpt["config"]
+        weights = {k: v.to(torch.float16).contiguous() for k, v in ckpt["ema"].items()}
+        data = save(weights, metadata={"format": "dreamlift-prior/1"})
+        meta = {"format": "dreamlift-prior/1", "unet": cfg["unet"], "schedule": cfg["schedule"],
+                "num_train_timesteps": cfg["num_train_timesteps"], "text_encoder": "all-MiniLM-L6-v2",
+                "max_tokens": 24, "train_steps": ckpt["step"], "batch_size": cfg["batch_size"],
+                # "world": trained on world captions, so dreamlift.prior.vocabulary knows its vocabulary
+                "captions": cfg.get("captions", "unknown"), **(extra or {}), "sha256": sha256_hex(data)}
+        if stop.requested:
+            raise Interrupted(f"interrupted by {stop.signal_name} before the export was written; nothing written")
+        dest.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest / "prior.safetensors", data)
+        atomic_write(dest / "prior.json", json.dumps(meta, indent=2).encode())
     return dest

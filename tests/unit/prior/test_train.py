@@ -171,26 +171,177 @@ def test_warm_start_from_exported_weights(folder, tmp_path, encoder):
     torch.testing.assert_close(warm["ema"][k], exported[k], atol=2e-2, rtol=0)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(folder, tmp_path):
+# --- Ctrl-C / SIGTERM stop between two steps (dreamlift.interrupt), so that a resumed run is bit-exact ----------
+
+def _same_state(a: dict, b: dict) -> None:
+    """Two checkpoints hold the same step, weights, EMA, optimiser moments and generator state, bit for bit."""
+    assert a["step"] == b["step"]
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs"
+    for i, sa in a["optimizer"]["state"].items():
+        for k, v in sa.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][i][k])), f"optimizer {i}.{k}"
+    assert torch.equal(a["generator"], b["generator"])
+
+
+@pytest.fixture
+def signals_must_be_handled():
+    """While a test runs, SIGINT/SIGTERM that reach this handler (not train_prior's) fail the test instead of
+    killing or aborting pytest."""
+    import signal
+
+    def unhandled(signum, frame):
+        raise AssertionError(f"{signal.Signals(signum).name} was not handled by train_prior")
+
+    old = {sig: signal.signal(sig, unhandled) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+
+
+def _run_interrupted(cfg, encoder) -> BaseException | None:
+    from dreamlift.interrupt import Interrupted
+
+    try:
+        train_prior(cfg, progress=False, encoder=encoder)
+    except KeyboardInterrupt as exc:  # Interrupted is one; a bare KeyboardInterrupt must not abort pytest
+        assert isinstance(exc, Interrupted), f"{exc!r} is not dreamlift.interrupt.Interrupted"
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_inside_a_step_stops_after_that_step_and_resumes_exactly(folder, tmp_path, encoder, monkeypatch,
+                                                                          signals_must_be_handled, signame):
+    import os
+    import signal
+
+    import dreamlift.prior.train as train_module
+
+    train_prior(_cfg(folder, tmp_path / "a"), progress=False, encoder=encoder)
+    real_loss, calls = train_module.diffusion_loss, []
+
+    def loss_then_signal(*args, **kwargs):
+        loss = real_loss(*args, **kwargs)  # the generator has drawn this step's noise: a stop now would be mid-step
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), getattr(signal, signame))
+        return loss
+
+    monkeypatch.setattr(train_module, "diffusion_loss", loss_then_signal)
+    from .tiny import tiny_config
+
+    exc = _run_interrupted(tiny_config(folder, tmp_path / "b", checkpoint_every=100), encoder)
+    assert exc is not None and f"interrupted by {signame} after step 3" in str(exc) and "\n" not in str(exc)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 3  # the whole third step, saved on the stop
+    monkeypatch.setattr(train_module, "diffusion_loss", real_loss)
+    train_prior(_cfg(folder, tmp_path / "b"), progress=False, encoder=encoder)
+    _same_state(load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+
+
+@pytest.mark.parametrize("phase", ["load_training_data", "PriorUNet"])
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_signal_during_setup_stops_before_anything_is_written(folder, tmp_path, encoder, monkeypatch,
+                                                               signals_must_be_handled, phase, resume):
+    import os
+    import signal
+
+    import dreamlift.prior.train as train_module
+
+    from .tiny import snapshot
+
+    run = tmp_path / "run"
+    if resume:
+        train_prior(_cfg(folder, run), progress=False, encoder=encoder, stop_after=2)
+    before = snapshot(tmp_path)
+    real, sent = getattr(train_module, phase), []
+
+    def signal_once(*args, **kwargs):
+        if not sent:  # (a second signal would stop at once, by design)
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM if resume else signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, phase, signal_once)
+    exc = _run_interrupted(_cfg(folder, run), encoder)
+    assert exc is not None and "during setup" in str(exc) and "nothing was written" in str(exc)
+    assert snapshot(tmp_path) == before  # no run folder, or the earlier run's files untouched
+    monkeypatch.setattr(train_module, phase, real)
+    assert train_prior(_cfg(folder, run), progress=False, encoder=encoder)["step"] == 6
+
+
+def test_sigterm_sigint_and_sigkill_then_resume_match_an_uninterrupted_run(folder, tmp_path):
+    """The real command, stopped three times at arbitrary moments, resumes to the uninterrupted result.
+
+    SIGTERM and SIGINT stop between two steps and save that step; SIGKILL cannot be caught, so its run resumes
+    from the last periodic checkpoint. The waits poll the run's log and checkpoint (never fixed sleeps), with
+    generous deadlines, so a loaded machine only makes the test slower.
+    """
+    import os
     import signal
     import subprocess
     import sys
     import time
 
+    from .tiny import TINY_ARGS
+
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dreamlift.cli", "train-prior", "--data", str(folder), "--out", str(run),
-           "--steps", "100000", "--batch-size", "2", "--checkpoint-every", "100000", "--log-every", "1",
-           "--sample-every", "0", "--no-bf16", "--num-train-timesteps", "100", "--unet-resolution", "16",
-           "--unet-channels", "16,32", "--unet-attention-levels", "1", "--unet-head-dim", "8", "--unet-norm-groups", "8"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (run / "log.jsonl").exists() or not (run / "log.jsonl").read_text().strip():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "training never started"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
-    step = load_checkpoint(run / "checkpoint.pt")["step"]
-    assert 1 <= step < 100000
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the same arithmetic in every process
+    options = [*TINY_ARGS, "--data", str(folder), "--log-every", "1", "--checkpoint-every", "3", "--seed", "1"]
+
+    def start(out, steps):
+        return subprocess.Popen([sys.executable, "-m", "dreamlift.cli", "train-prior", "--out", str(out),
+                                 "--steps", str(steps), *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+
+    def logged() -> int:  # the last step in the log (complete lines only)
+        path = run / "log.jsonl"
+        lines = path.read_text().split("\n")[:-1] if path.exists() else []
+        return json.loads(lines[-1])["step"] if lines else 0
+
+    def saved() -> int:
+        path = run / "checkpoint.pt"
+        return load_checkpoint(path)["step"] if path.exists() else 0
+
+    def wait_for(proc, condition, what):
+        deadline = time.monotonic() + 300
+        while not condition():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {proc.returncode}) before {what}: {proc.communicate()[1][-2000:]}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"no {what} within 300 s")
+            time.sleep(0.05)
+
+    forever = 10**6  # the learning rate does not depend on --steps (no decay), so the runs can be cut anywhere
+    stopped_at = 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = start(run, forever)
+        wait_for(proc, lambda: logged() >= stopped_at + 2, "two more logged steps")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130, err
+        assert len(err.splitlines()) == 1 and f"interrupted by {sig.name} after step" in err, err
+        assert saved() == logged() > stopped_at  # the checkpoint of the last whole step
+        stopped_at = saved()
+    proc = start(run, forever)
+    wait_for(proc, lambda: saved() > stopped_at and logged() > saved(), "a periodic checkpoint and one more step")
+    proc.kill()
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    total = saved() + 3
+    assert saved() > stopped_at and logged() < total + 1
+    proc = start(run, total)  # resume to the end
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    threads = torch.get_num_threads()  # the same run without interruptions, here (as OMP_NUM_THREADS=1 above)
+    torch.set_num_threads(1)
+    try:
+        assert main(["train-prior", "--out", str(tmp_path / "straight"), "--steps", str(total), *options]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    resumed, straight = load_checkpoint(run / "checkpoint.pt"), load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    assert resumed["step"] == total
+    _same_state(resumed, straight)
