@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -463,56 +464,65 @@ def run_training(cfg: GenerateConfig, build) -> dict:
     device = _device(cfg.device)
     with folder, interruptible() as stop:
         source = _plan(cfg, folder)
-        t_start = time.perf_counter()
-        gen, extra = build(device)
-        stop.check("setup")
-        if source is not None:
-            gen.load(source)
-        if source is None or source.parent != folder.stage:
-            folder.fresh_stage()
-        stage = folder.stage
-        ckpt = stage / CHECKPOINT
+        ckpt = folder.stage / CHECKPOINT
         try:
-            gen.prepare()
+            t_start = time.perf_counter()
+            gen, extra = build(device)
             stop.check("setup")
-            t_setup = time.perf_counter() - t_start
-            atomic_write(stage / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
-            t_loop = time.perf_counter()
-            _train(gen, ckpt, stop)
-            t_train = time.perf_counter() - t_loop
-            from .export.outputs import write_outputs
-
-            t0 = time.perf_counter()
-            export_times = write_outputs(gen, stage, check=lambda: stop.check("export"))
-            t_export = time.perf_counter() - t0
-        except Interrupted as exc:
-            saved = f"saved step {gen.step} in {ckpt}" if ckpt.is_file() else "nothing to resume was saved"
-            raise Interrupted(f"interrupted ({exc}); {saved}; {cfg.out} is unchanged"
-                              + ("; continue with --resume" if ckpt.is_file() else "")) from None
-        except OSError as exc:  # a full disk, a read-only folder: the earlier outputs are still whole in OUT
-            raise DreamliftError(f"cannot write {exc.filename or stage}: {exc.strerror or exc}; {cfg.out} is "
-                                 "unchanged" + ("; continue with --resume" if ckpt.is_file() else "")) from None
-        last = gen.history[-min(50, len(gen.history)):] if gen.history else []
-        metrics = {
-            "prompt": cfg.prompt, **extra, "out": str(cfg.out), "steps": cfg.steps, "seed": cfg.seed,
-            "device": str(device), "render_size": gen.render_size,
-            "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
-                        "total": time.perf_counter() - t_start, "area_prior": gen.area_seconds,
-                        **{f"export_{k}": v for k, v in export_times.items()}},
-            "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
-            "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in gen.LOSS_KEYS},
-        }
-        try:
-            atomic_write(stage / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+            if source is not None:
+                gen.load(source)
+            if source is None or source.parent != folder.stage:
+                folder.fresh_stage()
+            metrics = _train_and_export(gen, folder.stage, stop, t_start)
+            metrics = {"prompt": cfg.prompt, **extra, "out": str(cfg.out), "device": str(device), **metrics}
+            atomic_write(folder.stage / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
             stop.check("export")
             folder.commit()
-        except OSError as exc:
-            raise DreamliftError(f"cannot write {exc.filename or stage}: {exc.strerror or exc}; {cfg.out} is "
-                                 "unchanged; continue with --resume") from None
-        except Interrupted:
-            raise Interrupted(f"interrupted while exporting; saved step {gen.step} in {ckpt}; {cfg.out} is "
-                              "unchanged; continue with --resume") from None
+        except BaseException as exc:
+            kept = ckpt.is_file()
+            if not kept:  # nothing to resume: no staging folder is left behind
+                shutil.rmtree(folder.stage, ignore_errors=True)
+            then = f"; saved {ckpt} at step {read_state_step(ckpt)}; continue with --resume" if kept else ""
+            if isinstance(exc, Interrupted):
+                raise Interrupted(f"interrupted ({exc}); {cfg.out} is unchanged{then}") from None
+            if isinstance(exc, OSError):  # a full disk, a read-only folder: the earlier outputs are still whole
+                raise DreamliftError(f"cannot write {exc.filename or folder.stage}: {exc.strerror or exc}; "
+                                     f"{cfg.out} is unchanged{then}") from None
+            raise
     return metrics
+
+
+def read_state_step(path: Path) -> int:
+    """The step a checkpoint was saved at (from its JSON header only)."""
+    from .checkpoint import read_state_header
+
+    return int(read_state_header(path)["step"])
+
+
+def _train_and_export(gen: Generator, stage: Path, stop, t_start: float) -> dict:
+    """Prepare, train and export into ``stage``; -> the run's part of metrics.json."""
+    from .export.outputs import write_outputs
+
+    cfg = gen.cfg
+    gen.prepare()
+    stop.check("setup")
+    t_setup = time.perf_counter() - t_start
+    atomic_write(stage / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
+    t_loop = time.perf_counter()
+    _train(gen, stage / CHECKPOINT, stop)
+    t_train = time.perf_counter() - t_loop
+    t0 = time.perf_counter()
+    export_times = write_outputs(gen, stage, check=lambda: stop.check("export"))
+    t_export = time.perf_counter() - t0
+    last = gen.history[-min(50, len(gen.history)):] if gen.history else []
+    return {
+        "steps": cfg.steps, "seed": cfg.seed, "render_size": gen.render_size,
+        "seconds": {"setup": t_setup, "train": t_train, "export": t_export,
+                    "total": time.perf_counter() - t_start, "area_prior": gen.area_seconds,
+                    **{f"export_{k}": v for k, v in export_times.items()}},
+        "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
+        "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in gen.LOSS_KEYS},
+    }
 
 
 def _train(gen: Generator, ckpt: Path, stop) -> None:

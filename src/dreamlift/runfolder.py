@@ -38,6 +38,7 @@ class RunFolder:
         self.stage = self.parent / f".{absolute.name}.partial"
         self.lock_path = self.parent / f".{absolute.name}.lock"
         self._fd: int | None = None
+        self._made: list[Path] = []
 
     # ------------------------------------------------------------------ checks before any work
     def check_target(self) -> None:
@@ -60,6 +61,7 @@ class RunFolder:
 
     def acquire(self) -> None:
         """Take the lock or raise DreamliftError naming the PID that holds it."""
+        self._made = [p for p in (self.parent, *self.parent.parents) if not p.exists()]  # removed if left empty
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -98,6 +100,11 @@ class RunFolder:
             pass
         os.close(self._fd)
         self._fd = None
+        for p in self._made:  # deepest first: a refused run leaves no empty folders behind
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
     # ------------------------------------------------------------------ staging and the swap
     def fresh_stage(self) -> Path:

@@ -65,6 +65,9 @@ class EvalConfig:
         if self.jobs < 1:
             raise DreamliftError(f"--jobs must be >= 1, got {self.jobs}")
         self.score.validate()
+        from ..generate import _device
+
+        _device(self.device)  # a missing GPU is refused now, not after the first prompt's setup
         if self.set:
             from ..generate import GenerateConfig
 
