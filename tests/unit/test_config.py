@@ -81,5 +81,5 @@ def test_the_area_prior_is_on_for_the_builtin_prior_and_picks_the_density_bias()
     assert (NeRF(NeRFConfig()).cfg.blob_density, NeRF(NeRFConfig()).cfg.blob_radius) == MAGIC3D_BLOB
     with pytest.raises(DreamliftError, match="area"):
         GenerateConfig(prompt="a red mug", area_tolerance=1.5).resolved()
-    with pytest.raises(DreamliftError, match="weights"):
+    with pytest.raises(DreamliftError, match="--area-weight must be >= 0"):
         GenerateConfig(prompt="a red mug", area_weight=-1.0).resolved()
