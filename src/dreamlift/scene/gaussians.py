@@ -1,0 +1,230 @@
+"""3D Gaussians (Kerbl et al. 2023): the parameters, DreamGaussian's initialisation, and the field they define.
+
+Parameters, stored as graphdeco-inria stores them (so the .ply is a plain dump of them):
+
+- ``means``          (N, 3) centres, world units;
+- ``log_scales``     (N, 3) log of the standard deviations along the Gaussian's own axes;
+- ``quats``          (N, 4) rotations as quaternions, w first (normalised where used);
+- ``opacity_logits`` (N,)   opacity = sigmoid(logit);
+- ``sh``             (N, (d + 1)^2, 3) spherical-harmonic colour coefficients, d = 0..3;
+                     the view-independent colour is 0.5 + C0 sh[:, 0] (graphdeco's SH2RGB).
+
+Initialisation follows DreamGaussian (Tang et al. 2023, ``gs_renderer.py``): centres uniform in
+a ball of radius 0.5, colour sh_0 ~ U(0, 1/255) (nearly mid-grey), identity rotations, opacity 0.1,
+and every scale the root-mean-square distance to the 3 nearest centres (graphdeco's distCUDA2).
+
+As a field (for marching cubes, IoU and colour scores, as DreamGaussian extracts meshes), the
+Gaussians define at a world point x
+
+    density(x) = sum_i o_i exp(-1/2 m_i(x)^2),   m_i(x)^2 = (x - mu_i)^T Sigma_i^-1 (x - mu_i),
+    albedo(x)  = sum_i w_i c_i / sum_i w_i,      w_i = o_i exp(-1/2 m_i(x)^2),  c_i = max(0, 0.5 + C0 sh_i0),
+
+each kernel cut off beyond 3 standard deviations (m_i > 3), as the rasteriser cuts its footprint,
+so a point meets only the few Gaussians near it: both are sums over sparse (point, Gaussian) pairs
+found through a uniform grid of cells, never a dense points x Gaussians table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..config import DreamliftError, option
+from ..render.splat import SH_C0, covariance
+
+__all__ = ["GaussiansConfig", "Gaussians", "MAX_SH_DEGREE"]
+
+#: The highest spherical-harmonic degree of the colour (graphdeco's 3).
+MAX_SH_DEGREE = 3
+#: Kernels are cut off beyond this many standard deviations (density, albedo).
+_CUTOFF_SIGMAS = 3.0
+
+
+@dataclass
+class GaussiansConfig:
+    """The Gaussians' count, colour model and initialisation."""
+
+    count: int = option(4096, "number of Gaussians at initialisation")
+    sh_degree: int = option(0, "degree of the spherical-harmonic colour, 0 (one colour per Gaussian) to 3")
+    init_radius: float = option(0.5, "radius of the ball the initial centres are drawn in, world units")
+    init_opacity: float = option(0.1, "opacity of every Gaussian at initialisation, in (0, 1)")
+
+    def validate(self) -> None:
+        if self.count < 1:
+            raise DreamliftError(f"the number of Gaussians must be at least 1, got {self.count}")
+        if not 0 <= self.sh_degree <= MAX_SH_DEGREE:
+            raise DreamliftError(f"the spherical-harmonic degree must be 0, 1, 2 or 3, got {self.sh_degree}")
+        if not self.init_radius > 0:
+            raise DreamliftError(f"init_radius must be positive, got {self.init_radius}")
+        if not 0 < self.init_opacity < 1:
+            raise DreamliftError(f"init_opacity must lie strictly between 0 and 1, got {self.init_opacity}")
+
+
+class Gaussians(nn.Module):
+    """N anisotropic 3D Gaussians with colour (see the module docstring); every tensor is a Parameter."""
+
+    def __init__(self, means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: Tensor, sh: Tensor):
+        super().__init__()
+        n = means.shape[0]
+        k = sh.shape[1] if sh.ndim == 3 else -1
+        expected = {"means": (n, 3), "log_scales": (n, 3), "quats": (n, 4), "opacity_logits": (n,)}
+        for name, t in zip(expected, (means, log_scales, quats, opacity_logits)):
+            if tuple(t.shape) != expected[name]:
+                raise ValueError(f"{name} must have shape {expected[name]}, got {tuple(t.shape)}")
+        if sh.ndim != 3 or sh.shape[0] != n or sh.shape[2] != 3 or k not in (1, 4, 9, 16):
+            raise ValueError(f"sh must have shape ({n}, (degree + 1)^2, 3) with degree 0..3, got {tuple(sh.shape)}")
+        self.means = nn.Parameter(means.detach().clone())
+        self.log_scales = nn.Parameter(log_scales.detach().clone())
+        self.quats = nn.Parameter(quats.detach().clone())
+        self.opacity_logits = nn.Parameter(opacity_logits.detach().clone())
+        self.sh = nn.Parameter(sh.detach().clone())
+
+    @classmethod
+    def initialise(cls, cfg: GaussiansConfig = GaussiansConfig(),
+                   generator: torch.Generator | None = None) -> Gaussians:
+        """DreamGaussian's start: ``cfg.count`` Gaussians uniform in a ball of radius ``cfg.init_radius``."""
+        cfg.validate()
+        n = cfg.count
+        # uniform in the ball: direction from cos(theta) ~ U(-1, 1), phi ~ U(0, 2 pi); radius r cbrt(U)
+        phi = torch.rand(n, generator=generator) * 2 * math.pi
+        cos_t = torch.rand(n, generator=generator) * 2 - 1
+        r = cfg.init_radius * torch.rand(n, generator=generator).pow(1.0 / 3.0)
+        sin_t = (1 - cos_t**2).clamp_min(0).sqrt()
+        means = torch.stack([r * sin_t * phi.cos(), r * sin_t * phi.sin(), r * cos_t], -1)
+        sh = torch.zeros(n, (cfg.sh_degree + 1) ** 2, 3)
+        sh[:, 0] = torch.rand(n, 3, generator=generator) / 255.0
+        quats = torch.zeros(n, 4)
+        quats[:, 0] = 1.0
+        logit = math.log(cfg.init_opacity / (1 - cfg.init_opacity))
+        return cls(means, _knn_log_scale(means)[:, None].expand(n, 3), quats, torch.full((n,), logit), sh)
+
+    # ----------------------------------------------------------------------------- activations
+    @property
+    def count(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return math.isqrt(self.sh.shape[1]) - 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    @property
+    def scales(self) -> Tensor:
+        """(N, 3) standard deviations along the Gaussians' axes."""
+        return self.log_scales.exp()
+
+    @property
+    def rotations(self) -> Tensor:
+        """(N, 4) unit quaternions, w first."""
+        return self.quats / self.quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    @property
+    def opacity(self) -> Tensor:
+        """(N,) opacities in (0, 1)."""
+        return torch.sigmoid(self.opacity_logits)
+
+    def covariances(self) -> Tensor:
+        """(N, 3, 3) world covariances R S S^T R^T."""
+        return covariance(self.log_scales, self.quats)
+
+    def colours(self) -> Tensor:
+        """(N, 3) view-independent colours max(0, 0.5 + C0 sh_0) (the degree-0 term)."""
+        return (0.5 + SH_C0 * self.sh[:, 0]).clamp_min(0.0)
+
+    # ----------------------------------------------------------------------------- the field
+    def density(self, points: Tensor) -> Tensor:
+        """Sum of opacity-weighted Gaussian kernels at world points (M, 3) -> (M,), >= 0."""
+        return self._field(points, with_colour=False)[0]
+
+    def albedo(self, points: Tensor) -> Tensor:
+        """Kernel-weighted mean colour at world points (M, 3) -> (M, 3); 0.5 grey where no Gaussian reaches."""
+        density, colour = self._field(points, with_colour=True)
+        return torch.where(density[:, None] > 1e-12, colour / density.clamp_min(1e-12)[:, None],
+                           torch.full_like(colour, 0.5))
+
+    def _field(self, points: Tensor, with_colour: bool, chunk: int = 1 << 16) -> tuple[Tensor, Tensor | None]:
+        """sum_i w_i and (optionally) sum_i w_i c_i over sparse (point, Gaussian) pairs, (M,), (M, 3)."""
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise ValueError(f"points must have shape (M, 3), got {tuple(points.shape)}")
+        points = points.to(self.means)
+        cov = self.covariances()
+        inv = torch.linalg.inv(cov)  # (N, 3, 3)
+        opacity, colours = self.opacity, self.colours() if with_colour else None
+        grid = _CellGrid(self.means.detach(), _CUTOFF_SIGMAS * cov.detach().diagonal(dim1=-2, dim2=-1).sqrt())
+        density = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
+        colour = torch.zeros(points.shape[0], 3, dtype=points.dtype, device=points.device) if with_colour else None
+        for s in range(0, points.shape[0], chunk):
+            p = points[s:s + chunk]
+            pi, gi = grid.pairs(p.detach())
+            d = p[pi] - self.means[gi]  # (Q, 3)
+            m2 = (d[:, None, :] @ inv[gi] @ d[:, :, None])[:, 0, 0]
+            w = torch.where(m2 <= _CUTOFF_SIGMAS**2, opacity[gi] * torch.exp(-0.5 * m2), torch.zeros_like(m2))
+            density = density.index_add(0, pi + s, w)
+            if with_colour:
+                colour = colour.index_add(0, pi + s, w[:, None] * colours[gi])
+        return density, colour
+
+
+def _knn_log_scale(means: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
+    """log sqrt(mean squared distance to the k nearest other centres), (N, 3) -> (N,) (graphdeco's distCUDA2)."""
+    n = means.shape[0]
+    if n <= k:  # too few neighbours: a size from the spread of the points, or 0.01 for one point
+        spread = (means - means.mean(0)).norm(dim=-1).max().item() if n > 1 else 0.0
+        return torch.full((n,), math.log(max(spread, 0.01)))
+    out = []
+    for s in range(0, n, chunk):
+        d2 = torch.cdist(means[s:s + chunk], means).pow(2)  # (c, N)
+        nearest = d2.topk(k + 1, dim=1, largest=False).values[:, 1:]  # drop the point itself
+        out.append(nearest.mean(1).clamp_min(1e-7))
+    return 0.5 * torch.cat(out).log()
+
+
+class _CellGrid:
+    """A uniform grid of cubic cells listing the Gaussians whose 3-sigma box overlaps each cell."""
+
+    _MAX_CELLS_PER_AXIS = 128
+
+    def __init__(self, means: Tensor, extent: Tensor):
+        # extent (N, 3): half-widths of each Gaussian's axis-aligned 3-sigma box (3 sqrt(Sigma_kk) exactly bounds
+        # the 3-sigma ellipsoid). Cell side: the median box width (a typical Gaussian meets <= 8 cells).
+        lo_box, hi_box = means - extent, means + extent
+        self.origin = lo_box.min(0).values
+        span = (hi_box.max(0).values - self.origin).max().item()
+        side = max(2 * extent.median().item(), span / self._MAX_CELLS_PER_AXIS, 1e-6)
+        self.side = side
+        self.dims = torch.clamp(torch.ceil((hi_box.max(0).values - self.origin) / side).long(), min=1)  # (3,)
+        lo = ((lo_box - self.origin) / side).floor().long().clamp_min(0)
+        hi = torch.minimum(((hi_box - self.origin) / side).floor().long(), self.dims - 1)
+        size = (hi - lo + 1).clamp_min(1)  # (N, 3)
+        counts = size.prod(-1)
+        owner = torch.repeat_interleave(torch.arange(means.shape[0], device=means.device), counts)
+        local = torch.arange(owner.numel(), device=means.device) - (torch.cumsum(counts, 0) - counts)[owner]
+        sx, sy = size[owner, 0], size[owner, 1]
+        cell = lo[owner] + torch.stack([local % sx, (local // sx) % sy, local // (sx * sy)], -1)
+        cid = self._cell_id(cell)
+        order = torch.argsort(cid)
+        self.gaussian = owner[order]  # Gaussians sorted by cell
+        n_cells = int(self.dims.prod())
+        self.count = torch.bincount(cid, minlength=n_cells)  # (cells,)
+        self.start = torch.cumsum(self.count, 0) - self.count
+
+    def _cell_id(self, cell: Tensor) -> Tensor:
+        return (cell[:, 2] * self.dims[1] + cell[:, 1]) * self.dims[0] + cell[:, 0]
+
+    def pairs(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """(point, Gaussian) index pairs for points (M, 3): every Gaussian listed in the point's cell."""
+        cell = ((points - self.origin) / self.side).floor().long()
+        inside = ((cell >= 0) & (cell < self.dims)).all(-1)
+        pts = inside.nonzero().squeeze(1)
+        cid = self._cell_id(cell[pts])
+        counts = self.count[cid]
+        owner = torch.repeat_interleave(torch.arange(pts.numel(), device=points.device), counts)
+        local = torch.arange(owner.numel(), device=points.device) - (torch.cumsum(counts, 0) - counts)[owner]
+        return pts[owner], self.gaussian[self.start[cid][owner] + local]
