@@ -26,7 +26,7 @@ from report import ROOT, write_section
 
 sys.path.insert(0, str(ROOT))  # the model builder lives with the tests' other random-model builders
 
-PHASES = ("render", "guidance", "backward", "optimizer", "occupancy")
+PHASES = ("render", "guidance", "backward", "optimizer", "scene")
 TINY = dict(unet_channels=(32, 64), heads=(2, 4), text_dim=32, text_layers=2, vae_channels=(32, 64), latent_size=16)
 
 
@@ -43,7 +43,9 @@ def measure(folder: Path, device_name: str, steps: int, warmup: int, repeats: in
     load_s = time.perf_counter() - t0
     cfg = GenerateConfig(prompt="a red mug", out=Path("unused"), steps=warmup + steps, device=device_name,
                          progress=False, render_scale=render / backend.resolution).resolved()
-    gen = Generator(cfg, backend)
+    from dreamlift.guidance.objectives import SDSObjective
+
+    gen = Generator(cfg, SDSObjective(cfg, backend))
     for _ in range(warmup):
         gen.train_step()
     before = dict(gen.times)

@@ -65,12 +65,14 @@ def run_one(variant: str, seed: int, index: int, steps: int | None = None) -> di
         cfg = replace(cfg, steps=steps)
     cfg = cfg.resolved()
     t0 = time.perf_counter()
-    gen = Generator(cfg, _backend())
+    from dreamlift.guidance.objectives import SDSObjective
+
+    gen = Generator(cfg, SDSObjective(cfg, _backend()))
     gen.prepare()  # the area prior's targets, as generate samples them (without this the area prior is off)
     while gen.step < cfg.steps:
         gen.train_step()
     seconds = time.perf_counter() - t0
-    scores, _ = geometry_scores(nerf_field(gen.field, cfg.surface_density), prompt.world_object(), ScoreConfig())
+    scores, _ = geometry_scores(nerf_field(gen.scene, cfg.surface_density), prompt.world_object(), ScoreConfig())
     return {"variant": variant, "seed": seed, "prompt": prompt.prompt, "iou": scores["iou"], "seconds": seconds}
 
 

@@ -70,6 +70,7 @@ class GenerateConfig:
     steps: int | None = option(None, "optimisation steps (default: the preset's)", low=1)
     guidance: float | None = option(None, "classifier-free guidance scale (default: per backend)", low=0, high=1000)
     seed: int = option(0, "random seed (cameras, noise, initialisation)")
+    representation: Literal["nerf"] = option("nerf", "the 3D representation optimised (dreamlift.scene)")
     backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "the 2D diffusion model")
     model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)")
     allow_out_of_world: bool = option(False, "let the built-in prior try prompts outside its world")
@@ -216,44 +217,46 @@ def opacity_entropy(opacity: Tensor) -> Tensor:
 
 
 class Generator:
-    """The optimisation: a NeRF, its optimiser, the guidance backend and all randomness."""
+    """The optimisation: a representation, its optimizer, an objective and all randomness.
 
-    LOSS_KEYS = ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")  # averaged into metrics.json
+    ``objective`` is what drives the representation (``guidance.objectives.SDSObjective`` for generate, the
+    ceiling's fit to ground truth for ``eval --ceiling``); the representation is the run's
+    ``--representation`` (``dreamlift.scene``). Both are used only through their interfaces.
+    """
 
-    def __init__(self, cfg: GenerateConfig, backend):
+    def __init__(self, cfg: GenerateConfig, objective):
         from .render.camera import CameraDistribution, LightDistribution
-        from .scene.nerf import NeRF
+        from .scene import build_representation
 
-        self.cfg, self.backend = cfg, backend
-        self.device = backend.device
+        self.cfg, self.objective = cfg, objective
+        self.device = objective.device
+        self.LOSS_KEYS = objective.LOSS_KEYS
         self.rng = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)  # the NeRF's initialisation
-        self.field = NeRF(cfg.nerf).to(self.device)
-        self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+        torch.manual_seed(cfg.seed)  # the representation's initialisation
+        self.scene = build_representation(config_to_dict(cfg)).to(self.device)
+        groups = self.scene.param_groups()
+        for group in groups:
+            group["lr"] = cfg.lr * group["lr_scale"]
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
         self.cameras, self.lights = CameraDistribution(), LightDistribution()
-        self.render_size = max(8, int(round(backend.resolution * cfg.render_scale)))
+        self.render_size = max(8, int(round(objective.resolution * cfg.render_scale)))
         self.step = 0
-        self.area_targets = None  # SilhouetteTargets, set by prepare() when the area prior is on
-        self.area_seconds = 0.0  # the one-off time prepare() took to sample them
-        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "occupancy": 0.0}
+        self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "scene": 0.0}
         self.history: list[dict[str, float]] = []
 
-    # ---------------------------------------------------------------- checkpoints
+    @property
+    def area_seconds(self) -> float:
+        return getattr(self.objective, "area_seconds", 0.0)
+
     def prepare(self) -> None:
-        """Sample the area prior's targets (once per run; a resumed run keeps its checkpoint's)."""
-        from .guidance.silhouette import sample_targets
+        """The objective's one-off setup (the area prior's samples); a resumed run keeps its checkpoint's."""
+        self.objective.prepare()
 
-        if self.cfg.area_weight > 0 and self.area_targets is None:
-            t0 = time.perf_counter()
-            self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed)
-            self.area_seconds = time.perf_counter() - t0
-
+    # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
-        return {"step": self.step, "field": self.field.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"step": self.step, "field": self.scene.state_dict(), "optimizer": self.opt.state_dict(),
                 "rng": self.rng.get_state(), "times": self.times, "history": self.history,
-                "config": config_to_dict(self.cfg),
-                "area_targets": None if self.area_targets is None else self.area_targets.to_dict(),
-                "area_seconds": self.area_seconds}
+                "config": config_to_dict(self.cfg), **self.objective.state()}
 
     def save(self, path: Path) -> None:
         """The whole state after a whole step, as safetensors + JSON (``dreamlift.checkpoint``): loading it runs
@@ -267,15 +270,11 @@ class Generator:
 
         state = load_state(path)  # DreamliftError for a foreign or corrupt file, before anything changes
         try:
-            self.field.load_state_dict(state["field"])
+            self.scene.load_state_dict(state["field"])
             self.opt.load_state_dict(state["optimizer"])
             self.rng.set_state(state["rng"])
             self.step, self.times, self.history = int(state["step"]), dict(state["times"]), list(state["history"])
-            if state.get("area_targets") is not None:
-                from .guidance.silhouette import SilhouetteTargets
-
-                self.area_targets = SilhouetteTargets.from_dict(state["area_targets"])
-                self.area_seconds = float(state.get("area_seconds", 0.0))
+            self.objective.load(state)
         except Exception as exc:  # a file of another config or version is the user's to fix
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise DreamliftError(f"cannot resume from {path}: it is corrupt or from another config "
@@ -288,68 +287,38 @@ class Generator:
             return "albedo"
         return "textureless" if u < self.cfg.p_albedo + self.cfg.p_textureless else "lambertian"
 
-    def objective(self, out, cams, light, shading: str, progress: float) -> tuple[Tensor, dict[str, float]]:
-        """The loss that drives the field: SDS with view-dependent prompts (the ceiling overrides this)."""
-        from .guidance.sds import sds_step, view_prompts
-
-        cfg = self.cfg
-        prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
-                   else [cfg.prompt] * cfg.batch_size)
-        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, self.rng)
-        return sds.loss, {"sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
-                          "t": float(sds.t.float().mean())}
-
-    def fade_blob(self, progress: float) -> None:
-        """Scale the NeRF's density bias to 1 - progress / blob_fade (floored at 0), when it fades."""
-        if self.cfg.blob_fade > 0:
-            self.field.blob_scale.fill_(max(0.0, 1.0 - progress / self.cfg.blob_fade))
-
     def train_step(self) -> dict[str, float]:
-        """Camera -> render -> objective (guidance) + regularisers -> step. Returns this step's losses."""
-        from .render.volume import render_nerf
-
-        cfg, progress = self.cfg, self.step / self.cfg.steps
-        if self.step % cfg.occupancy_every == 0:
-            t0 = time.perf_counter()
-            self.field.occupancy.update(self.field.density, cfg.occupancy_density, self.rng)
-            self.times["occupancy"] += time.perf_counter() - t0
+        """Camera -> render -> objective + regularisers -> step. Returns this step's losses."""
+        cfg, progress, scene = self.cfg, self.step / self.cfg.steps, self.scene
         t0 = time.perf_counter()
+        scene.before_step(self.step, progress, self.rng)  # NeRF: the occupancy grid, every occupancy_every steps
+        t1 = time.perf_counter()
         cams = self.cameras.sample(cfg.batch_size, self.rng, height=self.render_size)
         light = self.lights.sample(cams, self.rng)
         shading = self.shading(progress)
-        out = render_nerf(self.field, cams.camera, light, shading, None, cfg.num_samples, self.rng,
-                          textureless_albedo=cfg.textureless_albedo)
-        t1 = time.perf_counter()
-        main, record = self.objective(out, cams, light, shading, progress)
+        out = scene.render(cams.camera, light, shading, generator=self.rng, textureless_albedo=cfg.textureless_albedo)
         t2 = time.perf_counter()
-        entropy = opacity_entropy(out.opacity)
-        sparsity = out.opacity.mean()
+        main, record = self.objective.loss(out, cams, light, shading, progress, self.rng)
+        t3 = time.perf_counter()
+        entropy, sparsity = opacity_entropy(out.opacity), out.opacity.mean()
         loss = (main + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
                 + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * sparsity)
-        if self.area_targets is not None:
-            from .guidance.silhouette import area_loss
-
-            target = self.area_targets.for_cameras(cams.azimuth_deg, cams.elevation_deg) * cfg.area_scale
-            area = area_loss(out.opacity, target, cfg.area_tolerance)
-            loss = loss + cfg.area_weight * area
-            record["area"] = float(area.detach())
         if not torch.isfinite(loss):
             raise DreamliftError(f"the loss became {loss.item()} at step {self.step}; lower --lr or --guidance "
                                  "and run again (or --resume from the last checkpoint)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        t3 = time.perf_counter()
-        lr = cfg.lr * lr_multiplier(cfg.lr_final, progress)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.opt.step()
         t4 = time.perf_counter()
-        for k, dt in zip(("render", "guidance", "backward", "optimizer"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-            self.times[k] += dt
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * group["lr_scale"] * lr_multiplier(cfg.lr_final, progress)
+        self.opt.step()
+        t5 = time.perf_counter()
         self.step += 1
-        # Set once per step, after it: a fresh field starts at scale 1 = the fade at progress 0, and a resumed one
-        # loads the scale saved with it, so the next step always sees the right bias.
-        self.fade_blob(self.step / cfg.steps)
+        scene.after_step(self.step, self.step / cfg.steps, self.opt)  # NeRF: the density-bias fade
+        t6 = time.perf_counter()
+        for k, dt in zip(("scene", "render", "guidance", "backward", "optimizer"),
+                         (t1 - t0 + t6 - t5, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            self.times[k] += dt
         record = {"step": self.step, **record, "orientation": float(out.orientation.detach()),
                   "entropy": float(entropy.detach()), "opacity": float(sparsity.detach())}
         self.history.append(record)
@@ -442,8 +411,10 @@ def run_generate(cfg: GenerateConfig) -> dict:
         backend.check_prompt(cfg.prompt)
         if (note := backend.conditioning_note(cfg.prompt)) is not None:
             print(f"note: {note}", file=sys.stderr)
-        return Generator(cfg, backend), {"conditioning_prompt": backend.conditioning_text(cfg.prompt),
-                                         "backend": cfg.backend}
+        from .guidance.objectives import SDSObjective
+
+        return Generator(cfg, SDSObjective(cfg, backend)), {"conditioning_prompt": backend.conditioning_text(cfg.prompt),
+                                                            "backend": cfg.backend}
 
     return run_training(cfg, build)
 

@@ -91,7 +91,7 @@ def test_bench_tiny(tmp_path, capsys):
     assert main(args) == 0
     (row,) = json.loads((tmp_path / "bench.json").read_text())
     assert row["preset"] == "fast" and row["steps_per_s"] > 0 and row["peak_memory_mib"] > 0
-    assert set(row["ms_per_phase"]) == {"render", "guidance", "backward", "optimizer", "occupancy"}
+    assert set(row["ms_per_phase"]) == {"render", "guidance", "backward", "optimizer", "scene"}
     # The ratio is the two measured times divided (on a shared CPU either can come out slower, so the
     # test checks the arithmetic, not which is faster: a 2-step run under load once gave 0.57).
     assert row["denoiser_call_ms"] > 0

@@ -7,9 +7,10 @@ from dreamlift.config import DreamliftError
 from dreamlift.generate import GenerateConfig, Generator, lr_multiplier
 
 
-class _NoBackend:
+class _NoObjective:
     device = torch.device("cpu")
     resolution = 32
+    LOSS_KEYS = ()
 
 
 @pytest.mark.parametrize("fade, progress, scale", [
@@ -17,9 +18,9 @@ class _NoBackend:
 ])
 def test_density_bias_fades_linearly_then_stays_off(fade, progress, scale):
     cfg = GenerateConfig(prompt="a red mug", steps=10, blob_fade=fade, area_weight=0.0).resolved()
-    gen = Generator(cfg, _NoBackend())
-    gen.fade_blob(progress)
-    assert float(gen.field.blob_scale) == pytest.approx(scale)
+    gen = Generator(cfg, _NoObjective())
+    gen.scene.after_step(round(progress * cfg.steps), progress, gen.opt)  # the NeRF's hook after a step
+    assert float(gen.scene.blob_scale) == pytest.approx(scale)
 
 
 @pytest.mark.parametrize("fade", [-0.1, 1.5])

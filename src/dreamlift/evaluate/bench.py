@@ -5,7 +5,7 @@
 For each preset and device (cpu, and cuda when there is one) in a fresh process:
 ``warmup`` untimed steps, then ``steps`` timed steps of :class:`dreamlift.generate.Generator`
 with the built-in prior, reporting steps/s, the per-phase split of ``Generator.times``
-(render, guidance, backward, optimizer, occupancy), peak memory (max RSS of the process on
+(render, guidance, backward, optimizer, scene: the representation's hooks, e.g. the NeRF's occupancy grid), peak memory (max RSS of the process on
 the CPU, ``torch.cuda.max_memory_allocated`` on a GPU), the estimated training time of one
 prompt at the preset's full step count, and the cost of a full SDS step in units of one
 guided denoiser call (``backend.predict_eps`` on the 2B batch, conditional + unconditional,
@@ -24,7 +24,7 @@ from ..config import DreamliftError, atomic_write, option
 
 __all__ = ["BenchConfig", "run_bench", "bench_one", "bench_markdown"]
 
-PHASES = ("render", "guidance", "backward", "optimizer", "occupancy")
+PHASES = ("render", "guidance", "backward", "optimizer", "scene")
 
 
 @dataclass
@@ -89,7 +89,9 @@ def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | No
     gcfg = GenerateConfig(prompt=cfg.prompt, out=Path("unused"), preset=preset, steps=cfg.warmup + cfg.steps,
                           device=device_name, progress=False, render_scale=cfg.render_scale,
                           num_samples=cfg.num_samples).resolved()
-    gen = Generator(gcfg, backend)
+    from ..guidance.objectives import SDSObjective
+
+    gen = Generator(gcfg, SDSObjective(gcfg, backend))
     gen.prepare()  # the area prior's samples: part of setup, as in generate
     setup = time.perf_counter() - t0
     for _ in range(cfg.warmup):

@@ -25,7 +25,7 @@ from torch import Tensor
 from ..generate import Generator, GenerateConfig, _device, run_training
 from .suite import SuitePrompt
 
-__all__ = ["GroundTruthTarget", "CeilingFitter", "ground_truth_images", "run_ceiling", "fit_in_memory"]
+__all__ = ["GroundTruthObjective", "ceiling_generator", "ground_truth_images", "run_ceiling", "fit_in_memory"]
 
 
 def _prior_resolution() -> int:
@@ -36,15 +36,6 @@ def _prior_resolution() -> int:
         return int(json.loads((SHIPPED_WEIGHTS / "prior.json").read_text())["unet"]["resolution"])
     except (OSError, ValueError, KeyError):
         return 32
-
-
-class GroundTruthTarget:
-    """Stands where the guidance backend stands in a Generator: it only fixes the device and image size."""
-
-    name = "ground-truth"
-
-    def __init__(self, device: torch.device, resolution: int):
-        self.device, self.resolution = device, resolution
 
 
 def ground_truth_images(obj, cams, light, shading: str) -> Tensor:
@@ -64,22 +55,38 @@ def ground_truth_images(obj, cams, light, shading: str) -> Tensor:
     return shade(geo, table, light).permute(0, 3, 1, 2)
 
 
-class CeilingFitter(Generator):
-    """A Generator whose guidance is the ground truth (multi-view photometric supervision)."""
+class GroundTruthObjective:
+    """The ceiling's objective: the photometric error to the sphere tracer's render of the true object, with
+    the same cameras, light and shading as the render (``guidance.objectives`` for the interface)."""
 
-    LOSS_KEYS = ("mse", "psnr", "opacity")
+    name = "ground-truth"
+    LOSS_KEYS = ("mse", "psnr", "opacity")  # averaged into metrics.json
 
-    def __init__(self, cfg: GenerateConfig, obj, device: torch.device):
-        super().__init__(cfg, GroundTruthTarget(device, _prior_resolution()))
-        self.obj = obj
+    def __init__(self, obj, device: torch.device, batch_size: int, resolution: int | None = None):
+        self.obj, self.device, self.batch_size = obj, device, batch_size
+        self.resolution = _prior_resolution() if resolution is None else resolution
+        self.area_seconds = 0.0
 
-    def objective(self, out, cams, light, shading: str, progress: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Photometric error to the sphere tracer's render of the true object, same cameras and light."""
+    def prepare(self) -> None:
+        """Nothing to prepare: the ground truth holds the size (no area prior)."""
+
+    def state(self) -> dict:
+        return {}
+
+    def load(self, state: dict) -> None:
+        pass
+
+    def loss(self, out, cams, light, shading: str, progress: float, generator) -> tuple[Tensor, dict[str, float]]:
         with torch.no_grad():
             target = ground_truth_images(self.obj, cams, light, shading).to(self.device)  # (B, 3, H, W)
-        photometric = 0.5 * (out.rgb - target).pow(2).sum() / self.cfg.batch_size
+        photometric = 0.5 * (out.rgb - target).pow(2).sum() / self.batch_size
         mse = float((out.rgb.detach() - target).pow(2).mean())
         return photometric, {"mse": mse, "psnr": -10.0 * torch.log10(torch.tensor(max(mse, 1e-10))).item()}
+
+
+def ceiling_generator(cfg: GenerateConfig, obj, device: torch.device) -> Generator:
+    """generate's Generator with the ground truth as its objective."""
+    return Generator(cfg, GroundTruthObjective(obj, device, cfg.batch_size))
 
 
 def _ceiling_config(cfg: GenerateConfig, prompt: SuitePrompt) -> GenerateConfig:
@@ -98,16 +105,16 @@ def run_ceiling(cfg: GenerateConfig, prompt: SuitePrompt) -> dict:
     """
     cfg = _ceiling_config(cfg, prompt)
 
-    def build(device: torch.device) -> tuple[CeilingFitter, dict]:
-        return CeilingFitter(cfg, prompt.world_object(), device), {"backend": "ground-truth"}
+    def build(device: torch.device) -> tuple[Generator, dict]:
+        return ceiling_generator(cfg, prompt.world_object(), device), {"backend": "ground-truth"}
 
     return run_training(cfg, build)
 
 
-def fit_in_memory(cfg: GenerateConfig, prompt: SuitePrompt, steps: int) -> CeilingFitter:
-    """A CeilingFitter after ``steps`` steps, in memory (for tests and notebooks)."""
+def fit_in_memory(cfg: GenerateConfig, prompt: SuitePrompt, steps: int) -> Generator:
+    """A ceiling Generator after ``steps`` steps, in memory (for tests and notebooks)."""
     cfg = _ceiling_config(cfg, prompt)
-    gen = CeilingFitter(cfg, prompt.world_object(), _device(cfg.device))
+    gen = ceiling_generator(cfg, prompt.world_object(), _device(cfg.device))
     for _ in range(steps):
         gen.train_step()
     return gen

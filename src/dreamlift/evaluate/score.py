@@ -45,7 +45,7 @@ from torch import Tensor
 from ..config import DreamliftError, atomic_write, config_to_dict, option
 from .suite import SuitePrompt, suite_labels
 
-__all__ = ["ScoreConfig", "ScoredField", "nerf_field", "world_field", "load_field", "two_faced",
+__all__ = ["ScoreConfig", "ScoredField", "scene_field", "nerf_field", "world_field", "load_field", "two_faced",
            "geometry_scores", "colour_scores", "r_precision_scores", "janus_score", "janus_from_field",
            "score_result", "write_score", "read_score", "SCORE_FILE"]
 
@@ -99,12 +99,13 @@ class ScoredField:
 # ----------------------------------------------------------------------------- fields
 
 
-def nerf_field(nerf, threshold: float, num_samples: int = 64, chunk: int = 4) -> ScoredField:
-    """A NeRF (``dreamlift.scene.nerf.NeRF``) as a ScoredField; its surface is density = threshold."""
-    from ..render.camera import Light
-    from ..render.volume import render_nerf
+def scene_field(scene, threshold: float, num_samples: int = 64, chunk: int = 4) -> ScoredField:
+    """A representation (``dreamlift.scene.Representation``) as a ScoredField; its surface is density = threshold.
 
-    nerf.eval()
+    ``num_samples`` is the samples per ray of volume representations."""
+    from ..render.camera import Light
+
+    scene.eval()
 
     @torch.no_grad()
     def render(cams, light, shading: str) -> Tensor:
@@ -113,15 +114,27 @@ def nerf_field(nerf, threshold: float, num_samples: int = 64, chunk: int = 4) ->
             sl = slice(i, i + chunk)
             lights = Light(light.position[sl], light.ambient[sl])
             if shading == "textureless":  # shade * grey over white: render over black, then composite
-                r = render_nerf(nerf, cams.camera[sl], lights, shading, torch.zeros(3), num_samples)
+                r = scene.render(cams.camera[sl], lights, shading, background=torch.zeros(3), num_samples=num_samples)
                 out.append((TEXTURELESS_GREY * r.rgb + (1.0 - r.opacity)).cpu())
             else:
-                out.append(render_nerf(nerf, cams.camera[sl], lights, shading, num_samples=num_samples).rgb.cpu())
+                out.append(scene.render(cams.camera[sl], lights, shading, num_samples=num_samples).rgb.cpu())
         return torch.cat(out).clamp(0, 1)
 
-    with_dev = lambda f: (lambda p: f(p.to(nerf.device)).cpu())  # noqa: E731
-    return ScoredField(with_dev(torch.no_grad()(nerf.density)),
-                       with_dev(torch.no_grad()(lambda p: nerf(p).albedo)), float(threshold), render)
+    with_dev = lambda f: (lambda p: f(p.to(scene.device)).cpu())  # noqa: E731
+    return ScoredField(with_dev(torch.no_grad()(scene.density)), with_dev(torch.no_grad()(scene.albedo)),
+                       float(threshold), render)
+
+
+def nerf_field(nerf, threshold: float, num_samples: int = 64, chunk: int = 4) -> ScoredField:
+    """A bare ``dreamlift.scene.nerf.NeRF`` (or any representation) as a ScoredField."""
+    from ..scene.base import Representation
+    from ..scene.nerf import NeRFScene
+
+    if not isinstance(nerf, Representation):
+        scene = NeRFScene(nerf.cfg).to(nerf.device)
+        scene.load_state_dict(nerf.state_dict())
+        nerf = scene
+    return scene_field(nerf, threshold, num_samples, chunk)
 
 
 def world_field(obj) -> ScoredField:
@@ -167,11 +180,11 @@ def two_faced(obj):
 
 
 def load_field(out: Path, num_samples: int = 64, device: str = "cpu") -> tuple[ScoredField, dict]:
-    """The NeRF of a finished run, OUT/checkpoint.safetensors -> (ScoredField at the run's surface_density,
-    run config). Loading runs no code from the file (``dreamlift.checkpoint``)."""
+    """The representation of a finished run, OUT/checkpoint.safetensors -> (ScoredField at the run's
+    surface_density, run config). Loading runs no code from the file (``dreamlift.checkpoint``)."""
     from ..checkpoint import load_state
     from ..generate import CHECKPOINT
-    from ..scene.nerf import NeRF, NeRFConfig
+    from ..scene import build_representation
 
     ckpt = Path(out) / CHECKPOINT
     if not ckpt.is_file():
@@ -179,12 +192,12 @@ def load_field(out: Path, num_samples: int = 64, device: str = "cpu") -> tuple[S
     state = load_state(ckpt)
     try:
         config = state["config"]
-        nerf = NeRF(NeRFConfig(**config["nerf"])).to(device)
-        nerf.load_state_dict(state["field"])
+        scene = build_representation(config).to(device)
+        scene.load_state_dict(state["field"])
     except Exception as exc:  # a mismatched file is the user's to fix
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DreamliftError(f"cannot load the NeRF from {ckpt} ({type(exc).__name__}: {first})") from None
-    return nerf_field(nerf, config["surface_density"], num_samples), config
+        raise DreamliftError(f"cannot load the representation from {ckpt} ({type(exc).__name__}: {first})") from None
+    return scene_field(scene, config["surface_density"], num_samples), config
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -1,4 +1,4 @@
-"""The files `dreamlift generate` leaves in its output folder, made from a finished NeRF."""
+"""The files `dreamlift generate` leaves in its output folder, made from a finished representation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["write_outputs", "render_views", "turntable_frames", "nerf_mesh"]
+__all__ = ["write_outputs", "render_views", "turntable_frames", "scene_mesh", "nerf_mesh"]
 
 
 def _orbit_light(cams) -> "Light":
@@ -21,40 +21,43 @@ def _orbit_light(cams) -> "Light":
 
 
 @torch.no_grad()
-def render_views(field, cams, shading: str, chunk: int = 4, num_samples: int = 96) -> tuple[Tensor, Tensor]:
-    """Render cameras in chunks -> rgb (B, 3, H, W) and normals (B, 3, H, W) mapped to [0, 1]."""
-    from ..render.volume import render_nerf
+def render_views(scene, cams, shading: str, chunk: int = 4, num_samples: int = 96) -> tuple[Tensor, Tensor]:
+    """Render cameras in chunks -> rgb (B, 3, H, W) and normals (B, 3, H, W) mapped to [0, 1].
+
+    ``scene`` is any ``dreamlift.scene.Representation``; ``num_samples`` applies to volume representations.
+    """
+    from ..render.camera import Light
 
     light = _orbit_light(cams)
     rgbs, normals = [], []
     for i in range(0, len(cams.camera), chunk):
         sl = slice(i, i + chunk)
-        from ..render.camera import Light
-
-        out = render_nerf(field, cams.camera[sl], Light(light.position[sl], light.ambient[sl]), shading,
-                          num_samples=num_samples, want_normals=True)
+        out = scene.render(cams.camera[sl], Light(light.position[sl], light.ambient[sl]), shading,
+                           num_samples=num_samples, want_normals=True)
         rgbs.append(out.rgb.cpu())
         bg = 1.0 - out.opacity.cpu()
         normals.append((out.normal.cpu() * 0.5 + 0.5 * out.opacity.cpu()) + bg)  # white background
     return torch.cat(rgbs), torch.cat(normals).clamp(0, 1)
 
 
-def turntable_frames(field, n: int, size: int, elevation: float = 15.0) -> Tensor:
+def turntable_frames(scene, n: int, size: int, elevation: float = 15.0) -> Tensor:
     """(n, 3, size, size) lambertian frames of a full orbit (azimuth 0 -> 360)."""
     from ..render.camera import CameraDistribution
 
     cams = CameraDistribution().orbit(n, elevation_deg=elevation, height=size)
-    return render_views(field, cams, "lambertian")[0]
+    return render_views(scene, cams, "lambertian")[0]
 
 
-def nerf_mesh(field, resolution: int, threshold: float):
-    """Marching cubes of the NeRF's density at ``threshold`` with albedo vertex colours."""
+def scene_mesh(scene, resolution: int, threshold: float):
+    """Marching cubes of a representation's density at ``threshold``, with albedo vertex colours."""
     from .mesh import extract_mesh
 
-    bound = field.cfg.bound
-    return extract_mesh(lambda p: field.density(p.to(field.device)).cpu(),
-                        lambda p: field(p.to(field.device)).albedo.cpu(),
-                        resolution=resolution, bound=bound, threshold=threshold)
+    return extract_mesh(lambda p: scene.density(p.to(scene.device)).cpu(),
+                        lambda p: scene.albedo(p.to(scene.device)).cpu(),
+                        resolution=resolution, bound=scene.bound, threshold=threshold)
+
+
+nerf_mesh = scene_mesh  # the name older notebooks use
 
 
 def write_outputs(gen, out: Path, check=lambda: None) -> dict[str, float]:
@@ -66,11 +69,11 @@ def write_outputs(gen, out: Path, check=lambda: None) -> dict[str, float]:
     from .mesh import write_glb, write_obj
     from .video import save_image_grid, write_video
 
-    cfg, field = gen.cfg, gen.field
+    cfg, field = gen.cfg, gen.scene
     field.eval()
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    mesh = nerf_mesh(field, cfg.mesh_resolution, cfg.surface_density)
+    mesh = scene_mesh(field, cfg.mesh_resolution, cfg.surface_density)
     write_glb(mesh, out / "model.glb")
     write_obj(mesh, out / "model.obj")
     times["mesh"] = time.perf_counter() - t0

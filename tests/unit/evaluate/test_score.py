@@ -138,9 +138,9 @@ def test_ceiling_fit_beats_the_untrained_nerf():
     prompt = SuitePrompt("a green car", "car", "green")
     cfg = GenerateConfig(prompt="x", out=Path("unused"), steps=200, num_samples=24, progress=False)
     small = ScoreConfig(resolution=32, surface_resolution=32, chamfer_points=512)
-    before = geometry_scores(nerf_field(fit_in_memory(cfg, prompt, 0).field, 10.0), prompt.world_object(), small)[0]
+    before = geometry_scores(nerf_field(fit_in_memory(cfg, prompt, 0).scene, 10.0), prompt.world_object(), small)[0]
     gen = fit_in_memory(cfg, prompt, 40)
-    after = geometry_scores(nerf_field(gen.field, 10.0), prompt.world_object(), small)[0]
+    after = geometry_scores(nerf_field(gen.scene, 10.0), prompt.world_object(), small)[0]
     mse = [r["mse"] for r in gen.history]
     assert sum(mse[-10:]) < 0.8 * sum(mse[:10])
     assert after["iou"] > before["iou"] + 0.1 and after["chamfer"] < before["chamfer"]

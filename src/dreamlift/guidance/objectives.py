@@ -1,0 +1,73 @@
+"""What drives a representation: objective objects passed to the one training loop.
+
+An objective turns a render into a loss. ``SDSObjective`` is score distillation from a guidance backend
+with DreamFusion's view-dependent prompts, plus the area prior read from the backend's own samples
+(``guidance.silhouette``); the ground-truth ceiling's multi-view photometric fit
+(``evaluate.ceiling.GroundTruthObjective``) is another. The loop (``generate.Generator.train_step``) adds the
+representation-independent regularisers, steps the optimizer and calls the representation's hooks.
+
+    loss(out, cams, light, shading, progress, generator) -> (scalar loss, {name: float} for the history)
+
+``resolution`` is the image side the objective works at (renders are ``render_scale`` times it), ``prepare``
+runs once before the first step (not again on resume: its result is in ``state``, saved in checkpoints).
+"""
+
+from __future__ import annotations
+
+import time
+
+from torch import Tensor
+
+__all__ = ["SDSObjective"]
+
+
+class SDSObjective:
+    """Score distillation (``guidance.sds.sds_step``) + the area prior, for a run config ``cfg``."""
+
+    name = "sds"
+    LOSS_KEYS = ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")  # averaged into metrics.json
+
+    def __init__(self, cfg, backend):
+        self.cfg, self.backend = cfg, backend
+        self.device, self.resolution = backend.device, backend.resolution
+        self.area_targets = None  # SilhouetteTargets, set by prepare() when the area prior is on
+        self.area_seconds = 0.0  # the one-off time prepare() took to sample them
+
+    def prepare(self) -> None:
+        """Sample the area prior's targets (once per run; a resumed run keeps its checkpoint's)."""
+        from .silhouette import sample_targets
+
+        if self.cfg.area_weight > 0 and self.area_targets is None:
+            t0 = time.perf_counter()
+            self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed)
+            self.area_seconds = time.perf_counter() - t0
+
+    def state(self) -> dict:
+        return {"area_targets": None if self.area_targets is None else self.area_targets.to_dict(),
+                "area_seconds": self.area_seconds}
+
+    def load(self, state: dict) -> None:
+        from .silhouette import SilhouetteTargets
+
+        if state.get("area_targets") is not None:
+            self.area_targets = SilhouetteTargets.from_dict(state["area_targets"])
+            self.area_seconds = float(state.get("area_seconds", 0.0))
+
+    def loss(self, out, cams, light, shading: str, progress: float, generator) -> tuple[Tensor, dict[str, float]]:
+        from .sds import sds_step, view_prompts
+
+        cfg = self.cfg
+        prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
+                   else [cfg.prompt] * cfg.batch_size)
+        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator)
+        loss = sds.loss
+        record = {"sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
+                  "t": float(sds.t.float().mean())}
+        if self.area_targets is not None:
+            from .silhouette import area_loss
+
+            target = self.area_targets.for_cameras(cams.azimuth_deg, cams.elevation_deg) * cfg.area_scale
+            area = area_loss(out.opacity, target, cfg.area_tolerance)
+            loss = loss + cfg.area_weight * area
+            record["area"] = float(area.detach())
+        return loss, record

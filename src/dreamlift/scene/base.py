@@ -1,0 +1,71 @@
+"""The seam between the optimisation and a 3D representation.
+
+The loop (``dreamlift.generate``), the exports, scoring, the ceiling and bench use a representation
+through this interface and nothing else, so a NeRF (``scene.nerf.NeRFScene``) and 3D Gaussians are
+interchangeable. A representation is a ``torch.nn.Module`` (its ``state_dict`` is its checkpoint)
+that can
+
+- render a batch of cameras with a light and a shading into a :class:`~dreamlift.render.volume.RenderOutput`;
+- answer density and albedo at world points (marching cubes, IoU, colour scores);
+- give its parameter groups, each with its own learning-rate scale;
+- act before and after each optimisation step (a NeRF updates its occupancy grid and fades its density
+  bias; Gaussians densify and prune, which changes the optimizer's parameters, hence the optimizer argument).
+
+Choosing one is one explicit mapping from a name to a class (``REPRESENTATIONS`` in
+``dreamlift.scene``); each class builds itself from a run's resolved config (as saved in config.json and
+in checkpoints), so a checkpoint is loaded into the class that wrote it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Representation"]
+
+
+class Representation(nn.Module, ABC):
+    """A 3D representation the score-distillation loop can optimise (see the module docstring)."""
+
+    bound: float
+    """Everything the representation shows lies in the cube [-bound, bound]^3 (meshing and scoring grids)."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict[str, Any]) -> Representation:
+        """Build from a run's resolved config as a dict (``config_to_dict(GenerateConfig)``)."""
+
+    @abstractmethod
+    def render(self, camera, light, shading: str, *, generator: torch.Generator | None = None,
+               num_samples: int | None = None, textureless_albedo: Any = "white", want_normals: bool = False,
+               background: Tensor | None = None):
+        """Render ``camera`` (a batched Camera) -> RenderOutput (rgb (B, 3, H, W), opacity, depth, normal, ...).
+
+        ``generator`` draws any sampling noise (None: deterministic, as for exports); ``num_samples`` is the
+        samples per ray of volume representations (None: the run's setting; others ignore it).
+        """
+
+    @abstractmethod
+    def density(self, points: Tensor) -> Tensor:
+        """(N, 3) world points -> (N,) density; the surface is where it crosses the run's surface_density."""
+
+    @abstractmethod
+    def albedo(self, points: Tensor) -> Tensor:
+        """(N, 3) world points -> (N, 3) albedo in [0, 1]."""
+
+    @abstractmethod
+    def param_groups(self) -> list[dict]:
+        """Adam parameter groups, each with an ``lr_scale`` (its learning rate is the run's lr times it)."""
+
+    def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
+        """Called before step ``step`` renders (progress = step / steps)."""
+
+    def after_step(self, step: int, progress: float, optimizer: torch.optim.Optimizer) -> None:
+        """Called after the optimizer stepped; ``step`` is the number of steps done, progress = step / steps."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
