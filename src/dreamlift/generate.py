@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .config import DreamliftError, atomic_write, config_to_dict, option
 from .guidance.sds import SDSConfig
+from .scene.gaussians import GaussiansConfig
 from .scene.nerf import MAGIC3D_BLOB, NeRFConfig
 
 __all__ = ["GenerateConfig", "PRESETS", "Generator", "run_generate", "run_training", "resumable_checkpoint",
@@ -39,7 +40,7 @@ LEGACY_CHECKPOINT = "checkpoint.pt"  # pickles of older versions: never loaded
 # difference would continue one run under another's settings.
 RESUMABLE = frozenset({"out", "resume", "force", "progress", "device", "steps", "checkpoint_every",
                        "mesh_resolution", "video_frames", "video_resolution", "surface_density"})
-OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "turntable.mp4", "views.png", "config.json", "metrics.json")
+OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "model.ply", "turntable.mp4", "views.png", "config.json", "metrics.json")
 
 # Settings each preset fills in when the user leaves them unset (None).
 PRESETS: dict[str, dict[str, float | int]] = {
@@ -49,6 +50,10 @@ PRESETS: dict[str, dict[str, float | int]] = {
     # Slower and finer: twice the render resolution (area-averaged down, as the prior's data was).
     "quality": dict(steps=3000, render_scale=2.0, num_samples=64, batch_size=2, lr=0.01,
                     mesh_resolution=192, video_frames=96, video_resolution=192),
+}
+# What a representation changes in each preset: Gaussians converge in a few hundred steps (DreamGaussian: 500).
+REPRESENTATION_PRESETS: dict[str, dict[str, dict[str, float | int]]] = {
+    "gaussians": {"fast": dict(steps=500), "quality": dict(steps=1500)},
 }
 # Default guidance scale per backend (DreamFusion uses 100 with Imagen; small priors need less).
 DEFAULT_GUIDANCE = {"builtin": 20.0, "stable-diffusion": 100.0, "deepfloyd-if": 20.0}
@@ -70,7 +75,9 @@ class GenerateConfig:
     steps: int | None = option(None, "optimisation steps (default: the preset's)", low=1)
     guidance: float | None = option(None, "classifier-free guidance scale (default: per backend)", low=0, high=1000)
     seed: int = option(0, "random seed (cameras, noise, initialisation)")
-    representation: Literal["nerf"] = option("nerf", "the 3D representation optimised (dreamlift.scene)")
+    representation: Literal["nerf", "gaussians"] = option("nerf", "the 3D representation optimised: a NeRF or 3D "
+                                                          "Gaussians (dreamlift.scene; Gaussians take far fewer "
+                                                          "steps: their presets differ)")
     backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "the 2D diffusion model")
     model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)")
     allow_out_of_world: bool = option(False, "let the built-in prior try prompts outside its world")
@@ -131,6 +138,7 @@ class GenerateConfig:
     progress: bool = option(True, "show a progress bar")
     sds: SDSConfig = field(default_factory=SDSConfig)
     nerf: NeRFConfig = field(default_factory=NeRFConfig)
+    gaussians: GaussiansConfig = field(default_factory=GaussiansConfig)
 
     def resolved(self) -> GenerateConfig:
         """A copy with the preset and backend defaults filled in, validated."""
@@ -139,7 +147,7 @@ class GenerateConfig:
             raise DreamliftError("the prompt is empty")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise DreamliftError(f"the prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
-        preset = PRESETS[self.preset]
+        preset = {**PRESETS[self.preset], **REPRESENTATION_PRESETS.get(self.representation, {}).get(self.preset, {})}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in preset.items()}
         out = self.out if self.out is not None else Path("outputs") / _slug(prompt)
         guidance = self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.backend]
@@ -182,6 +190,8 @@ class GenerateConfig:
             raise DreamliftError("need --area-samples >= 1, 0 <= --area-tolerance < 1 and --area-scale > 0")
         self.sds.validate()
         self.nerf.validate()
+        if self.representation == "gaussians":
+            self.gaussians.validate()
 
 
 def _slug(prompt: str) -> str:
@@ -314,7 +324,7 @@ class Generator:
         self.opt.step()
         t5 = time.perf_counter()
         self.step += 1
-        scene.after_step(self.step, self.step / cfg.steps, self.opt)  # NeRF: the density-bias fade
+        scene.after_step(self.step, self.step / cfg.steps, self.opt, self.rng)  # NeRF: bias fade; 3DGS: densify
         t6 = time.perf_counter()
         for k, dt in zip(("scene", "render", "guidance", "backward", "optimizer"),
                          (t1 - t0 + t6 - t5, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):

@@ -22,6 +22,7 @@ from dreamlift.cli import main
 from dreamlift.config import DreamliftError
 from dreamlift.generate import GenerateConfig, run_generate
 from dreamlift.prior.model import SHIPPED_WEIGHTS
+from dreamlift.scene.gaussians import GaussiansConfig
 
 pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
 
@@ -108,17 +109,27 @@ def test_a_checkpoint_round_trips_every_kind_of_state_bit_for_bit(tmp_path):
 _REFERENCE: dict = {}
 
 
-def _reference(tmp_root: Path, area: float) -> dict:
-    """An uninterrupted 16-step run on one thread (as the killed subprocesses run), once per area setting."""
-    if area not in _REFERENCE:
+# Gaussians small enough for seconds, densifying every 4 steps from step 2 (so a resumed run must carry the
+# densification's statistics and the changed count).
+GAUSSIANS = dict(gaussians=GaussiansConfig(count=800, densify_every=4, densify_from=0.1, densify_until=0.9))
+GAUSSIAN_ARGS = ["--representation", "gaussians", "--gaussians-count", "800", "--gaussians-densify-every", "4",
+                 "--gaussians-densify-from", "0.1", "--gaussians-densify-until", "0.9"]
+
+
+def _reference(tmp_root: Path, area: float, representation: str) -> dict:
+    """An uninterrupted 16-step run on one thread (as the killed subprocesses run), once per setting."""
+    key = (area, representation)
+    if key not in _REFERENCE:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        extra = GAUSSIANS if representation == "gaussians" else {}
         try:
-            run_generate(_cfg(tmp_root / f"whole-{area}", steps=16, area_weight=area))
+            run_generate(_cfg(tmp_root / f"whole-{area}-{representation}", steps=16, area_weight=area,
+                              representation=representation, **extra))
         finally:
             torch.set_num_threads(threads)
-        _REFERENCE[area] = load_state(tmp_root / f"whole-{area}" / "checkpoint.safetensors")
-    return _REFERENCE[area]
+        _REFERENCE[key] = load_state(tmp_root / f"whole-{area}-{representation}" / "checkpoint.safetensors")
+    return _REFERENCE[key]
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +137,16 @@ def reference_root(tmp_path_factory):
     return tmp_path_factory.mktemp("reference")
 
 
-@pytest.mark.parametrize("area", [100.0, 0.0], ids=["area-prior", "no-area-prior"])
+@pytest.mark.parametrize("area, representation", [(100.0, "nerf"), (0.0, "nerf"), (100.0, "gaussians")],
+                         ids=["nerf-area-prior", "nerf-no-area-prior", "gaussians-area-prior"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-def test_resume_after_a_kill_is_bit_identical(tmp_path, reference_root, sig, area):
-    whole = _reference(reference_root, area)
+def test_resume_after_a_kill_is_bit_identical(tmp_path, reference_root, sig, area, representation):
+    whole = _reference(reference_root, area, representation)
+    gaussians = representation == "gaussians"
     out = tmp_path / "run"
     stage = tmp_path / ".run.partial" / "checkpoint.safetensors"
     args = [sys.executable, "-m", "dreamlift.cli", "generate", "a red mug", "--out", str(out), "--steps", "16",
-            "--checkpoint-every", "2", "--area-weight", str(area), *ARGS]
+            "--checkpoint-every", "2", "--area-weight", str(area), *ARGS, *(GAUSSIAN_ARGS if gaussians else [])]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.time() + 300  # generous: a loaded machine is slow, and nothing here depends on timing
     while time.time() < deadline and proc.poll() is None:
@@ -158,11 +171,14 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, reference_root, sig, are
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_generate(_cfg(out, steps=16, area_weight=area, resume=True))
+        run_generate(_cfg(out, steps=16, area_weight=area, resume=True, representation=representation,
+                          **(GAUSSIANS if gaussians else {})))
     finally:
         torch.set_num_threads(threads)
     split = load_state(out / "checkpoint.safetensors")
     assert split["step"] == 16
+    if gaussians:  # it densified on the way (800 at the start)
+        assert whole["field"]["means"].shape[0] != 800
     for k, v in whole["field"].items():
         assert torch.equal(v, split["field"][k]), k
     assert torch.equal(whole["rng"], split["rng"])

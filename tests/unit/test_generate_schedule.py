@@ -19,7 +19,7 @@ class _NoObjective:
 def test_density_bias_fades_linearly_then_stays_off(fade, progress, scale):
     cfg = GenerateConfig(prompt="a red mug", steps=10, blob_fade=fade, area_weight=0.0).resolved()
     gen = Generator(cfg, _NoObjective())
-    gen.scene.after_step(round(progress * cfg.steps), progress, gen.opt)  # the NeRF's hook after a step
+    gen.scene.after_step(round(progress * cfg.steps), progress, gen.opt, gen.rng)  # the NeRF's hook after a step
     assert float(gen.scene.blob_scale) == pytest.approx(scale)
 
 

@@ -92,5 +92,9 @@ def write_outputs(gen, out: Path, check=lambda: None) -> dict[str, float]:
     grid = torch.cat([lit, albedo, plain, normals])  # columns: lit, albedo, textureless, normals; rows: views
     save_image_grid(grid, out / "views.png", rows=4)
     times["views"] = time.perf_counter() - t0
+    check()
+    t0 = time.perf_counter()
+    if field.export(out):  # files only this representation has (3D Gaussians: model.ply)
+        times["representation"] = time.perf_counter() - t0
     field.train()
     return times

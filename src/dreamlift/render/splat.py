@@ -264,7 +264,7 @@ def _normals(log_scales: Tensor, quats: Tensor, means: Tensor, cam_pos: Tensor) 
 def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: Tensor, sh: Tensor, camera: Camera,
               light: Light | None = None, shading: Shading = "albedo", background: Tensor | None = None,
               want_normals: bool = False, textureless_albedo: str | Tensor = "white",
-              near: float = 0.2) -> RenderOutput:
+              near: float = 0.2, on_projection=None) -> RenderOutput:
     """Render N Gaussians from a batch of B cameras (see the module docstring).
 
     Args:
@@ -279,6 +279,8 @@ def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: 
         background: (3,) or (B, 3) colour in [0, 1] (default white).
         want_normals: composite normals even for albedo shading.
         near: Gaussians whose depth is <= near are culled.
+        on_projection: called with the :class:`Projection` before compositing (densification keeps its
+            ``means2d`` to read the view-space positional gradient after the backward pass).
 
     Normals are each Gaussian's shortest axis (a flat Gaussian's normal), flipped to face the camera,
     composited like colour. The alternative, normals from the rendered depth's gradient, needs a
@@ -308,6 +310,8 @@ def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: 
     cam_pos = camera.c2w[:, :3, 3].to(means)  # (B, 3)
 
     proj = project_gaussians(means, covariance(log_scales, quats), camera, near)
+    if on_projection is not None:
+        on_projection(proj)
     pairs = _composite_weights(proj, torch.sigmoid(opacity_logits), H, W)
     img_of = pairs.pixel // (H * W)  # (P,) the image of each pair
     w = pairs.weight[:, None]  # (P, 1)

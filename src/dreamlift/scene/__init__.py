@@ -1,4 +1,4 @@
-"""3D representations behind one interface (``scene.base.Representation``): the NeRF today.
+"""3D representations behind one interface (``scene.base.Representation``): a NeRF and 3D Gaussians.
 
 ``REPRESENTATIONS`` is the one mapping from a name (``generate --representation``) to a class.
 """
@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 from .base import Representation
+from .gaussian_scene import GaussianScene
 from .nerf import NeRFScene
 
 __all__ = ["Representation", "REPRESENTATIONS", "build_representation"]
 
-REPRESENTATIONS: dict[str, type[Representation]] = {"nerf": NeRFScene}
+REPRESENTATIONS: dict[str, type[Representation]] = {"nerf": NeRFScene, "gaussians": GaussianScene}
 
 
 def build_representation(config: dict) -> Representation:

@@ -63,8 +63,14 @@ class Representation(nn.Module, ABC):
     def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
         """Called before step ``step`` renders (progress = step / steps)."""
 
-    def after_step(self, step: int, progress: float, optimizer: torch.optim.Optimizer) -> None:
-        """Called after the optimizer stepped; ``step`` is the number of steps done, progress = step / steps."""
+    def after_step(self, step: int, progress: float, optimizer: torch.optim.Optimizer,
+                   generator: torch.Generator) -> None:
+        """Called after the optimizer stepped; ``step`` is the number of steps done, progress = step / steps.
+        A representation that changes its parameters here edits ``optimizer``'s state to match."""
+
+    def export(self, folder) -> list[str]:
+        """Write files only this representation has into ``folder`` (3DGS: model.ply); -> their names."""
+        return []
 
     @property
     def device(self) -> torch.device:

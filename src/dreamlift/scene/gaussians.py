@@ -48,10 +48,23 @@ _CUTOFF_SIGMAS = 3.0
 class GaussiansConfig:
     """The Gaussians' count, colour model and initialisation."""
 
-    count: int = option(4096, "number of Gaussians at initialisation")
-    sh_degree: int = option(0, "degree of the spherical-harmonic colour, 0 (one colour per Gaussian) to 3")
+    count: int = option(4096, "number of Gaussians at initialisation", low=1)
+    sh_degree: int = option(0, "degree of the spherical-harmonic colour, 0 (one colour per Gaussian) to 3", low=0,
+                            high=3)
     init_radius: float = option(0.5, "radius of the ball the initial centres are drawn in, world units")
     init_opacity: float = option(0.1, "opacity of every Gaussian at initialisation, in (0, 1)")
+    densify_every: int = option(50, "steps between densification and pruning", low=1)
+    densify_from: float = option(0.1, "fraction of the run after which densification starts", low=0, high=1)
+    densify_until: float = option(0.6, "fraction of the run after which densification stops", low=0, high=1)
+    densify_fraction: float = option(0.05, "share of the visible Gaussians with the largest mean view-space "
+                                     "positional gradient that are cloned (small) or split (large) each time",
+                                     low=0, high=1)
+    split_scale: float = option(0.02, "Gaussians whose largest standard deviation exceeds this (world units) "
+                                "are split in two; smaller ones are cloned", low=1e-6)
+    prune_opacity: float = option(0.01, "Gaussians below this opacity are removed when densifying", low=0, high=1)
+    prune_scale: float = option(0.3, "Gaussians whose largest standard deviation exceeds this (world units) are "
+                                "removed when densifying", low=1e-6)
+    max_count: int = option(20000, "hard cap on the number of Gaussians", low=1)
 
     def validate(self) -> None:
         if self.count < 1:
@@ -62,6 +75,10 @@ class GaussiansConfig:
             raise DreamliftError(f"init_radius must be positive, got {self.init_radius}")
         if not 0 < self.init_opacity < 1:
             raise DreamliftError(f"init_opacity must lie strictly between 0 and 1, got {self.init_opacity}")
+        if self.count > self.max_count:
+            raise DreamliftError(f"--gaussians-count {self.count} exceeds --gaussians-max-count {self.max_count}")
+        if self.densify_from > self.densify_until:
+            raise DreamliftError("--gaussians-densify-from must not be after --gaussians-densify-until")
 
 
 class Gaussians(nn.Module):

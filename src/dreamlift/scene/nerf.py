@@ -226,7 +226,8 @@ class NeRFScene(NeRF, Representation):
         if step % self.occupancy_every == 0:
             self.occupancy.update(self.density, self.occupancy_density, generator)
 
-    def after_step(self, step: int, progress: float, optimizer: torch.optim.Optimizer) -> None:
+    def after_step(self, step: int, progress: float, optimizer: torch.optim.Optimizer,
+                   generator: torch.Generator) -> None:
         # The bias for the next step: 1 - progress / blob_fade, floored at 0 (a fresh field starts at 1, the fade
         # at progress 0, and a resumed one loads the scale saved with it).
         if self.blob_fade > 0:
