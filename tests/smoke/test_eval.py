@@ -66,13 +66,17 @@ def test_eval_in_two_worker_processes(tmp_path):
     _check_results(out)
 
 
-def test_eval_ceiling_fits_ground_truth(tmp_path):
+@pytest.mark.parametrize("representation", ["nerf", "gaussians"])
+def test_eval_ceiling_fits_ground_truth(tmp_path, representation):
     out = tmp_path / "ceil"
-    assert main(["eval", "--out", str(out), "--ceiling", *TINY]) == 0
+    assert main(["eval", "--out", str(out), "--ceiling", *TINY, "--representation", representation]) == 0
     summary = _check_results(out)
     assert summary["mode"] == "ceiling"
     metrics = json.loads((out / "a-red-mug" / "metrics.json").read_text())
     assert metrics["backend"] == "ground-truth" and "psnr" in metrics["final_losses"]
+    config = json.loads((out / "a-red-mug" / "config.json").read_text())
+    assert config["representation"] == representation
+    assert (out / "a-red-mug" / "model.ply").is_file() == (representation == "gaussians")
 
 
 @pytest.mark.parametrize("args, message", [(["--suite", "core-v9"], "unknown suite"),
@@ -87,14 +91,19 @@ def test_eval_bad_input_is_a_one_line_error(tmp_path, capsys, args, message):
 
 def test_bench_tiny(tmp_path, capsys):
     args = ["bench", "--presets", "fast", "--steps", "2", "--warmup", "1", "--repeats", "2", "--render-scale", "0.5",
-            "--num-samples", "16", "--no-isolate", "--device", "cpu", "--out", str(tmp_path)]
+            "--num-samples", "16", "--no-isolate", "--device", "cpu", "--out", str(tmp_path),
+            "--representations", "nerf,gaussians"]
     assert main(args) == 0
-    (row,) = json.loads((tmp_path / "bench.json").read_text())
+    row, splats = json.loads((tmp_path / "bench.json").read_text())
+    assert (row["representation"], splats["representation"]) == ("nerf", "gaussians")
+    assert (row["full_steps"], splats["full_steps"]) == (1000, 500) and splats["steps_per_s"] > 0
     assert row["preset"] == "fast" and row["steps_per_s"] > 0 and row["peak_memory_mib"] > 0
     assert set(row["ms_per_phase"]) == {"render", "guidance", "backward", "optimizer", "scene"}
     # The ratio is the two measured times divided (on a shared CPU either can come out slower, so the
     # test checks the arithmetic, not which is faster: a 2-step run under load once gave 0.57).
     assert row["denoiser_call_ms"] > 0
     assert row["step_over_call"] == pytest.approx(row["ms_per_step"] / row["denoiser_call_ms"])
-    assert "| fast | cpu |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| nerf | fast | cpu |" in out and "| gaussians | fast | cpu |" in out
     assert main(["bench", "--presets", "turbo"]) == 2
+    assert main(["bench", "--representations", "voxels"]) == 2

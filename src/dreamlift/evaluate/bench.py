@@ -32,6 +32,8 @@ class BenchConfig:
     """Settings of ``dreamlift bench``."""
 
     presets: tuple[str, ...] = option(("fast", "quality"), "presets to measure, comma-separated")
+    representations: tuple[str, ...] = option(("nerf",), "representations to measure, comma-separated (nerf, "
+                                              "gaussians)")
     steps: int = option(50, "timed optimisation steps per preset")
     warmup: int = option(3, "untimed steps first (allocations, caches)")
     repeats: int = option(10, "timed denoiser calls (median)")
@@ -50,6 +52,12 @@ class BenchConfig:
             raise DreamliftError(f"unknown preset(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(PRESETS)}")
         if self.steps <= 0 or self.repeats <= 0 or self.warmup < 0:
             raise DreamliftError("--steps and --repeats must be positive and --warmup >= 0")
+        from ..scene import REPRESENTATIONS
+
+        unknown = [r for r in self.representations if r not in REPRESENTATIONS]
+        if unknown or not self.representations:
+            raise DreamliftError(f"unknown representation(s) {', '.join(unknown) or '(none given)'}; choose from "
+                                 f"{', '.join(REPRESENTATIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise DreamliftError(f"--device must be cpu, cuda or auto, got {self.device!r}")
 
@@ -70,7 +78,8 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | None = None) -> dict:
+def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | None = None,
+              representation: str = "nerf") -> dict:
     """Measure one preset on one device in this process. -> a row (see the module docstring)."""
     import resource
 
@@ -86,7 +95,8 @@ def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | No
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     backend = load_backend("builtin", None, device)
-    gcfg = GenerateConfig(prompt=cfg.prompt, out=Path("unused"), preset=preset, steps=cfg.warmup + cfg.steps,
+    gcfg = GenerateConfig(prompt=cfg.prompt, out=Path("unused"), preset=preset, representation=representation,
+                          steps=cfg.warmup + cfg.steps,
                           device=device_name, progress=False, render_scale=cfg.render_scale,
                           num_samples=cfg.num_samples).resolved()
     from ..guidance.objectives import SDSObjective
@@ -124,8 +134,10 @@ def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | No
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    full_steps = int(PRESETS[preset]["steps"])
-    return {"preset": preset, "device": device_name, "render_size": gen.render_size, "batch": B,
+    from ..generate import REPRESENTATION_PRESETS
+
+    full_steps = int(REPRESENTATION_PRESETS.get(representation, {}).get(preset, PRESETS[preset])["steps"])
+    return {"preset": preset, "representation": representation, "device": device_name, "render_size": gen.render_size, "batch": B,
             "num_samples": gcfg.num_samples, "steps_timed": cfg.steps, "steps_per_s": 1.0 / per_step,
             "ms_per_step": 1000 * per_step, "ms_per_phase": phases, "peak_memory_mib": peak_mib,
             "memory_kind": "max allocated (CUDA)" if device.type == "cuda" else "max RSS (process)",
@@ -142,15 +154,16 @@ def run_bench(cfg: BenchConfig) -> dict:
     threads = torch.get_num_threads()
     rows = []
     for device in cfg.devices():
-        for preset in cfg.presets:
-            if cfg.isolate:
-                import multiprocessing as mp
-                from concurrent.futures import ProcessPoolExecutor
+        for representation in cfg.representations:
+            for preset in cfg.presets:
+                if cfg.isolate:
+                    import multiprocessing as mp
+                    from concurrent.futures import ProcessPoolExecutor
 
-                with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                    rows.append(pool.submit(bench_one, cfg, preset, device, threads).result())
-            else:
-                rows.append(bench_one(cfg, preset, device, threads))
+                    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+                        rows.append(pool.submit(bench_one, cfg, preset, device, threads, representation).result())
+                else:
+                    rows.append(bench_one(cfg, preset, device, threads, representation))
     result = {"rows": rows, "markdown": bench_markdown(rows)}
     if cfg.out is not None:
         atomic_write(cfg.out / "bench.json", (json.dumps(rows, indent=2) + "\n").encode())
@@ -160,11 +173,11 @@ def run_bench(cfg: BenchConfig) -> dict:
 
 def bench_markdown(rows: list[dict]) -> str:
     """A markdown table of bench rows."""
-    head = ["preset", "device", "render", "batch x samples", "steps/s", "ms/step", *(f"{p} ms" for p in PHASES),
+    head = ["representation", "preset", "device", "render", "batch x samples", "steps/s", "ms/step", *(f"{p} ms" for p in PHASES),
             "peak memory", "denoiser call (2B)", "step / call", "est. train min/prompt (steps)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["preset"], r["device"], f"{r['render_size']}^2", f"{r['batch']} x {r['num_samples']}",
+        cells = [r.get("representation", "nerf"), r["preset"], r["device"], f"{r['render_size']}^2", f"{r['batch']} x {r['num_samples']}",
                  f"{r['steps_per_s']:.2f}", f"{r['ms_per_step']:.0f}",
                  *(f"{r['ms_per_phase'][p]:.0f}" for p in PHASES),
                  f"{r['peak_memory_mib']:.0f} MiB ({r['memory_kind']})", f"{r['denoiser_call_ms']:.1f} ms",

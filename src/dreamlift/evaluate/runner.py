@@ -40,10 +40,11 @@ class EvalConfig:
     suite: str = option("core-v1", "prompt suite (see dreamlift.evaluate.suite.SUITES)")
     out: Path | None = option(None, "output folder (default: results/<suite>, or results/<suite>-ceiling)")
     preset: Literal["fast", "quality"] = option("fast", "generate preset")
+    representation: Literal["nerf", "gaussians"] = option("nerf", "the 3D representation of every run")
     steps: int | None = option(None, "optimisation steps per prompt (default: the preset's)")
     seed: int = option(0, "random seed of every run")
     jobs: int = option(1, "prompts run in parallel worker processes (one torch thread each)")
-    ceiling: bool = option(False, "fit the NeRF to ground-truth renders instead of SDS (the representation's ceiling)")
+    ceiling: bool = option(False, "fit the representation to ground-truth renders instead of SDS (its ceiling)")
     force: bool = option(False, "redo prompts that are already finished")
     device: str = option("auto", "cpu, cuda or auto")
     render_scale: float | None = option(None, "generate: render size relative to the prior's")
@@ -84,7 +85,7 @@ class EvalConfig:
         sizes = {k: getattr(self, k) for k in ("steps", "render_scale", "num_samples", "mesh_resolution",
                                                "video_frames", "video_resolution")}
         cfg = GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
-                             seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1, **sizes)
+                             representation=self.representation, seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1, **sizes)
         return with_overrides(cfg, self.set)
 
 
