@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from dreamlift.cli import main
 from dreamlift.prior.model import SHIPPED_WEIGHTS
@@ -81,7 +82,9 @@ def test_eval_ceiling_fits_ground_truth(tmp_path, representation):
 
 @pytest.mark.parametrize("args, message", [(["--suite", "core-v9"], "unknown suite"),
                                            (["--suite", "smoke-v1", "--steps", "0"], "--steps must be positive"),
-                                           (["--suite", "smoke-v1", "--jobs", "0"], "--jobs must be >= 1")])
+                                           (["--suite", "smoke-v1", "--jobs", "0"], "--jobs must be >= 1"),
+                                           (["--suite", "smoke-v1", "--device", "cuda"] if not torch.cuda.is_available()
+                                            else ["--suite", "smoke-v1", "--device", "tpu9"], "device")])
 def test_eval_bad_input_is_a_one_line_error(tmp_path, capsys, args, message):
     assert main(["eval", "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err

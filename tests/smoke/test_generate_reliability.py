@@ -137,8 +137,9 @@ def reference_root(tmp_path_factory):
     return tmp_path_factory.mktemp("reference")
 
 
-@pytest.mark.parametrize("area, representation", [(100.0, "nerf"), (0.0, "nerf"), (100.0, "gaussians")],
-                         ids=["nerf-area-prior", "nerf-no-area-prior", "gaussians-area-prior"])
+@pytest.mark.parametrize("area, representation",
+                         [(100.0, "nerf"), (0.0, "nerf"), (100.0, "gaussians"), (0.0, "gaussians")],
+                         ids=["nerf-area-prior", "nerf-no-area-prior", "gaussians-area-prior", "gaussians-no-area-prior"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_resume_after_a_kill_is_bit_identical(tmp_path, reference_root, sig, area, representation):
     whole = _reference(reference_root, area, representation)

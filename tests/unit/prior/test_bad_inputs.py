@@ -31,7 +31,11 @@ def _refused(argv, root, capsys, expected):
     """main(argv) fails with exit 2 and one line naming ``expected``, and nothing below ``root`` changes."""
     capsys.readouterr()
     before = snapshot(root)
-    assert main([str(a) for a in argv]) == 2
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own one-line errors
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.endswith("\n"), err
     assert "error:" in err and expected in err, err
@@ -90,6 +94,17 @@ def test_sample_refuses_an_empty_prompt(tmp_path, capsys):
     _refused(["sample", "   ", "--out", tmp_path / "grid.png"], tmp_path, capsys, "empty")
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["a red \udcff mug"], "PROMPT is not valid UTF-8"),  # argv bytes that were not UTF-8, as Python decodes them
+    (["a red mug", "--guidance-scale", "nan"], "--guidance-scale must be a finite number"),  # was a black image
+    (["a red mug", "--seed", "1e23"], "expected a whole number, got '1e23'"),
+    (["a red mug", "--steps", "2.5"], "expected a whole number, got '2.5'"),
+    (["a red mug", "--sampler", "euler"], "invalid choice: 'euler'"),
+])
+def test_sample_refuses_numbers_and_text_no_option_can_mean(tmp_path, capsys, args, expected):
+    _refused(["sample", *args, "--out", tmp_path / "grid.png"], tmp_path, capsys, expected)
+
+
 # ------------------------------------------------------------------------------------------- train-prior
 
 def _run_with_ckpt(tmp, tiny):
@@ -114,6 +129,11 @@ TRAIN_CASES = {
     "a run of another U-Net": (_run_with_ckpt, ["--unet-channels", "16,16"], "different U-Net"),
     "a corrupt checkpoint": (lambda tmp, t: (_run_with_ckpt(tmp, t) / "checkpoint.pt").write_bytes(b"junk"), [],
                              "corrupt"),
+    # from the audit: these reached training (or a traceback) before the config layer checked every number
+    "lr inf": (lambda tmp, t: None, ["--lr", "inf"], "--lr must be a finite number"),
+    "weight decay nan": (lambda tmp, t: None, ["--weight-decay", "nan"], "--weight-decay must be a finite number"),
+    "seed too large": (lambda tmp, t: None, ["--seed", "100000000000000000000000"], "--seed must be a whole number"),
+    "steps not whole": (lambda tmp, t: None, ["--steps", "2.5"], "expected a whole number, got '2.5'"),
 }
 
 
