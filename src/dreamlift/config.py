@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 __all__ = ["DreamliftError", "option", "add_config_arguments", "config_from_args", "config_to_dict", "atomic_write",
-           "with_overrides", "check_values", "OneLineParser"]
+           "with_overrides", "check_values", "OneLineParser", "check_output_folder"]
 
 
 class DreamliftError(Exception):
@@ -262,6 +262,23 @@ def _override(cfg: Any, path: list[str], text: str, item: str) -> Any:
         else:
             raise DreamliftError(f"cannot read {text!r} as a value of {path[0]!r} (override {item!r})")
     return dataclasses.replace(cfg, **{path[0]: value})
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a folder (so nothing can be made below it)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_folder(path: Path, flag: str) -> None:
+    """Refuse an output folder that is an existing file or lies below one (before any work is done)."""
+    if path.exists() and not path.is_dir():
+        raise DreamliftError(f"{flag} {path} is a file, not a folder")
+    blocker = _file_above(path)
+    if blocker is not None:
+        raise DreamliftError(f"{flag} {path} cannot be made: {blocker} is a file, not a folder")
 
 
 def atomic_write(path: Path, data: bytes) -> None:

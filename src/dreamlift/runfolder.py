@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import DreamliftError
+from .config import DreamliftError, check_output_folder
 
 __all__ = ["RunFolder"]
 
@@ -42,14 +42,8 @@ class RunFolder:
 
     # ------------------------------------------------------------------ checks before any work
     def check_target(self) -> None:
-        """OUT must be a folder or not exist, and its parent must be a folder (or creatable)."""
-        if self.out.exists() and not self.out.is_dir():
-            raise DreamliftError(f"--out {self.out} exists and is not a folder")
-        for p in (self.parent, *self.parent.parents):
-            if p.exists():
-                if not p.is_dir():
-                    raise DreamliftError(f"--out {self.out}: {p} is a file, not a folder")
-                break
+        """OUT must be a folder or not exist, and nothing above it may be a file."""
+        check_output_folder(self.out, "--out")
 
     # ------------------------------------------------------------------ the lock
     def __enter__(self) -> RunFolder:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..config import DreamliftError, atomic_write, option
+from ..config import DreamliftError, _file_above, atomic_write, check_output_folder, option
 
 __all__ = ["SampleConfig", "run_sample", "ExportPriorConfig", "run_export", "check_prompt", "MAX_PROMPT_CHARS",
            "check_output_folder", "check_output_file", "check_export_dest"]
@@ -22,23 +22,6 @@ def check_prompt(prompt: str) -> str:
     if len(text) > MAX_PROMPT_CHARS:
         raise DreamliftError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
     return text
-
-
-def _file_above(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` when it is not a folder (so nothing can be made below it)."""
-    for parent in Path(path).absolute().parents:
-        if parent.exists():
-            return None if parent.is_dir() else parent
-    return None
-
-
-def check_output_folder(path: Path, flag: str) -> None:
-    """Refuse an output folder that is an existing file or lies below one (before any work is done)."""
-    if path.exists() and not path.is_dir():
-        raise DreamliftError(f"{flag} {path} is a file, not a folder")
-    blocker = _file_above(path)
-    if blocker is not None:
-        raise DreamliftError(f"{flag} {path} cannot be made: {blocker} is a file, not a folder")
 
 
 def check_output_file(path: Path, flag: str, force: bool) -> None:
