@@ -320,7 +320,8 @@ class Generator:
         loss.backward()
         t4 = time.perf_counter()
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * group["lr_scale"] * lr_multiplier(cfg.lr_final, progress)
+            group["lr"] = (cfg.lr * group["lr_scale"] * group.get("lr_final", 1.0) ** progress  # its own decay
+                           * lr_multiplier(cfg.lr_final, progress))
         self.opt.step()
         t5 = time.perf_counter()
         self.step += 1

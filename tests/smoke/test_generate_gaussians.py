@@ -34,6 +34,12 @@ def test_gaussians_write_a_standard_ply_a_mesh_and_a_checkpoint(tmp_path, capsys
     np.testing.assert_array_equal(np.stack([vertex["x"], vertex["y"], vertex["z"]], -1),
                                   state["field"]["means"].numpy())
     np.testing.assert_array_equal(vertex["opacity"], state["field"]["opacity_logits"].numpy())
+    # the file holds the Gaussians as rendered: each scale widened by the 3D filter (0.047 by default)
+    filtered = 0.5 * np.log(np.exp(2 * state["field"]["log_scales"].numpy()) + 0.047**2)
+    np.testing.assert_allclose(np.stack([vertex[f"scale_{i}"] for i in range(3)], -1), filtered, rtol=1e-5)
+    # positions' learning rate decays to 0.02x over the run, the others keep theirs (last set at step 7 of 8)
+    lrs = {g["name"]: g["lr"] for g in state["optimizer"]["param_groups"]}
+    assert lrs["means"] == pytest.approx(0.01 * 0.1 * 0.02 ** (7 / 8)) and lrs["sh"] == pytest.approx(0.01)
     (glb,) = trimesh.load(out / "model.glb").geometry.values()
     assert len(glb.faces) > 100
     cfg = json.loads((out / "config.json").read_text())
@@ -64,7 +70,8 @@ def test_the_ceiling_fits_both_representations(representation):
     level = cfg.resolved().surface_density
     before = geometry_scores(scene_field(fit_in_memory(cfg, prompt, 0).scene, level), prompt.world_object(), small)[0]
     gen = fit_in_memory(cfg, prompt, 60)
-    assert len(gen.history) == 60 and gen.history[-1]["mse"] < 0.7 * gen.history[0]["mse"]
+    mse = [h["mse"] for h in gen.history]  # one random camera per step: the start against the last ten
+    assert len(mse) == 60 and np.mean(mse[-10:]) < 0.7 * mse[0], (mse[:10], mse[-10:])
     after = geometry_scores(scene_field(gen.scene, level), prompt.world_object(), small)[0]
     assert after["iou"] > before["iou"] + 0.02 and after["chamfer"] < before["chamfer"], (before, after)
 
@@ -130,3 +137,18 @@ def test_densification_keeps_parameters_and_adam_state_aligned():
     scene.densify_and_prune(opt, g)
     assert scene.count == n + grown
     assert scene.log_scales.detach().exp().amax(-1)[-grown:].max() <= widths.max() / 1.6 + 1e-6
+
+
+def test_a_run_with_view_dependent_colour_writes_and_reloads_its_harmonics(tmp_path):
+    from dreamlift.evaluate.score import load_field
+    from dreamlift.export.ply import read_ply
+
+    out = tmp_path / "sh2"
+    assert main(["generate", "a green tree", "--out", str(out), *TINY, "--gaussians-sh-degree", "2"]) == 0
+    state = load_state(out / "checkpoint.safetensors")
+    sh = state["field"]["sh"]
+    assert sh.shape[1:] == (9, 3) and sh[:, 1:].abs().max() > 0  # the degree 1-2 terms were optimised
+    g = read_ply(out / "model.ply")
+    assert g.sh_degree == 2 and torch.equal(g.sh, sh)
+    field, config = load_field(out)  # scoring reloads the degree-2 checkpoint into its class
+    assert config["gaussians"]["sh_degree"] == 2 and field.density(torch.zeros(1, 3)).shape == (1,)

@@ -54,7 +54,8 @@ def scene_mesh(scene, resolution: int, threshold: float):
 
     return extract_mesh(lambda p: scene.density(p.to(scene.device)).cpu(),
                         lambda p: scene.albedo(p.to(scene.device)).cpu(),
-                        resolution=resolution, bound=scene.bound, threshold=threshold)
+                        resolution=resolution, bound=scene.bound, threshold=threshold,
+                        chunk=scene.field_chunk)
 
 
 nerf_mesh = scene_mesh  # the name older notebooks use

@@ -42,14 +42,17 @@ def ply_property_names(sh_degree: int) -> list[str]:
 
 
 def write_ply(gaussians: Gaussians, path: str | Path) -> Path:
-    """Write ``gaussians`` as a standard 3DGS .ply at ``path`` (atomically); returns the path."""
+    """Write ``gaussians`` as a standard 3DGS .ply at ``path`` (atomically); returns the path.
+
+    The scales written are the filtered ones (``Gaussians.filtered_log_scales``), so a splat viewer shows the
+    Gaussians as they were rendered in training; reading the file back gives them with no filter."""
     g = gaussians
     n, k = g.count, g.sh.shape[1]
     with torch.no_grad():
         sh = g.sh.detach().float().cpu()
         columns = [g.means.detach().float().cpu(), torch.zeros(n, 3), sh[:, 0],
                    sh[:, 1:].transpose(1, 2).reshape(n, 3 * (k - 1)),  # channel-major, as graphdeco
-                   g.opacity_logits.detach().float().cpu()[:, None], g.log_scales.detach().float().cpu(),
+                   g.opacity_logits.detach().float().cpu()[:, None], g.filtered_log_scales.detach().float().cpu(),
                    g.quats.detach().float().cpu()]
         table = torch.cat(columns, dim=1).numpy().astype("<f4")  # (N, properties), row = one vertex
     names = ply_property_names(g.sh_degree)

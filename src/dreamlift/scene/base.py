@@ -33,6 +33,10 @@ class Representation(nn.Module, ABC):
     bound: float
     """Everything the representation shows lies in the cube [-bound, bound]^3 (meshing and scoring grids)."""
 
+    field_chunk: int = 1 << 16
+    """Points per call of density / albedo when meshing (a representation that indexes itself once per call,
+    as Gaussians do, takes larger calls and chunks inside)."""
+
     @classmethod
     @abstractmethod
     def from_config(cls, config: dict[str, Any]) -> Representation:
@@ -58,7 +62,8 @@ class Representation(nn.Module, ABC):
 
     @abstractmethod
     def param_groups(self) -> list[dict]:
-        """Adam parameter groups, each with an ``lr_scale`` (its learning rate is the run's lr times it)."""
+        """Adam parameter groups, each with an ``lr_scale`` (its learning rate is the run's lr times it) and
+        optionally an ``lr_final``: its own multiplier at the last step, reached exponentially over the run."""
 
     def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
         """Called before step ``step`` renders (progress = step / steps)."""

@@ -44,12 +44,13 @@ class GaussianScene(Gaussians, Representation):
     """N Gaussians that render, densify and prune (see the module docstring)."""
 
     bound = 1.0  # world objects fit the unit sphere; meshing and scoring look inside [-1, 1]^3
+    field_chunk = 1 << 21  # the field builds its cell grid once per call and chunks the pairs itself
 
     def __init__(self, cfg: GaussiansConfig = GaussiansConfig(), steps: int = 500):
         cfg.validate()
         g = Gaussians.initialise(cfg)  # the global generator, seeded by the run
         super().__init__(g.means, g.log_scales, g.quats, g.opacity_logits, g.sh)
-        self.cfg, self.steps = cfg, steps
+        self.cfg, self.steps, self.filter_scale = cfg, steps, cfg.filter_scale
         self.register_buffer("grad_sum", torch.zeros(self.count))  # summed view-space gradient norms
         self.register_buffer("grad_count", torch.zeros(self.count))  # steps each Gaussian was visible
         self._means2d: Tensor | None = None
@@ -66,11 +67,13 @@ class GaussianScene(Gaussians, Representation):
             if torch.is_grad_enabled() and self.means.requires_grad:
                 proj.means2d.retain_grad()
                 self._means2d = proj.means2d
-        return rasterize(self.means, self.log_scales, self.quats, self.opacity_logits, self.sh, camera, light,
+        # the scales are filtered in eval mode (the outputs), see Gaussians.filtered_log_scales
+        return rasterize(self.means, self.filtered_log_scales, self.quats, self.opacity_logits, self.sh, camera, light,
                          shading, background, want_normals, textureless_albedo, on_projection=keep)
 
     def param_groups(self) -> list[dict]:
-        return [{"params": [getattr(self, name)], "lr_scale": LR_SCALES[name], "name": name} for name in _PARAMS]
+        return [{"params": [getattr(self, name)], "lr_scale": LR_SCALES[name], "name": name,
+                 "lr_final": self.cfg.position_lr_final if name == "means" else 1.0} for name in _PARAMS]
 
     def export(self, folder) -> list[str]:
         from ..export.ply import write_ply

@@ -65,6 +65,13 @@ class GaussiansConfig:
     prune_scale: float = option(0.3, "Gaussians whose largest standard deviation exceeds this (world units) are "
                                 "removed when densifying", low=1e-6)
     max_count: int = option(20000, "hard cap on the number of Gaussians", low=1)
+    filter_scale: float = option(0.047, "standard deviation (world units) of an isotropic 3D filter every "
+                                 "Gaussian is widened by in the outputs (mesh, scores, model.ply, turntable, views): "
+                                 "the 0.3 px^2 low-pass of one 32 px training pixel at the prior's camera distance, "
+                                 "so the outputs show the Gaussians as the optimisation saw them; 0 for none", low=0)
+    position_lr_final: float = option(0.02, "the positions' learning rate at the last step relative to the first, "
+                                      "reached exponentially over the run (graphdeco and DreamGaussian: 0.00002 / 0.001)",
+                                      low=1e-6, high=1)
 
     def validate(self) -> None:
         if self.count < 1:
@@ -147,9 +154,28 @@ class Gaussians(nn.Module):
         """(N,) opacities in (0, 1)."""
         return torch.sigmoid(self.opacity_logits)
 
+    #: Standard deviation of the isotropic 3D filter (world units); GaussianScene sets it from its config.
+    filter_scale: float = 0.0
+
+    @property
+    def filtered_log_scales(self) -> Tensor:
+        """(N, 3) log standard deviations widened by the 3D filter: log sqrt(s^2 + filter_scale^2). Sigma + f^2 I
+        has Sigma's axes and eigenvalues s_k^2 + f^2, so the filtered Gaussian is again one Gaussian.
+
+        The filter applies in eval mode only (``module.eval()``: exports and scoring). Optimised at 32 px, a
+        Gaussian far thinner than a pixel still covers one, widened by the rasteriser's 0.3 px^2 low-pass, so
+        SDS is content with sparse sub-pixel specks that read as solid at 32 px, but as speckle in a 96 px
+        turntable and as a porous field in 3D (on suite calib-v1 the unfiltered field held 14-60% of the true
+        volume at the surface level). The filter is that low-pass taken back into 3D at the training cameras'
+        distance, so the outputs keep what the renders showed. Applied in training as well, it made shapes
+        worse (docs/BENCHMARKS.md, section gaussians-filter-calib)."""
+        if self.filter_scale <= 0 or self.training:
+            return self.log_scales
+        return 0.5 * torch.logaddexp(2 * self.log_scales, torch.full_like(self.log_scales, 2 * math.log(self.filter_scale)))
+
     def covariances(self) -> Tensor:
-        """(N, 3, 3) world covariances R S S^T R^T."""
-        return covariance(self.log_scales, self.quats)
+        """(N, 3, 3) world covariances R S S^T R^T of the filtered scales."""
+        return covariance(self.filtered_log_scales, self.quats)
 
     def colours(self) -> Tensor:
         """(N, 3) view-independent colours max(0, 0.5 + C0 sh_0) (the degree-0 term)."""
@@ -172,20 +198,26 @@ class Gaussians(nn.Module):
             raise ValueError(f"points must have shape (M, 3), got {tuple(points.shape)}")
         points = points.to(self.means)
         cov = self.covariances()
-        inv = torch.linalg.inv(cov)  # (N, 3, 3)
-        opacity, colours = self.opacity, self.colours() if with_colour else None
+        inv = torch.linalg.inv(cov)  # (N, 3, 3), symmetric: its six distinct entries, off-diagonal ones doubled
+        # one row per Gaussian, gathered once per pair: centre (3), quadratic form (6), opacity (1)[, colour (3)]
+        columns = [self.means, inv[:, 0, 0, None], inv[:, 1, 1, None], inv[:, 2, 2, None], 2 * inv[:, 0, 1, None],
+                   2 * inv[:, 0, 2, None], 2 * inv[:, 1, 2, None], self.opacity[:, None]]
+        table = torch.cat(columns + ([self.colours()] if with_colour else []), -1)  # (N, 10 or 13)
         grid = _CellGrid(self.means.detach(), _CUTOFF_SIGMAS * cov.detach().diagonal(dim1=-2, dim2=-1).sqrt())
         density = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
         colour = torch.zeros(points.shape[0], 3, dtype=points.dtype, device=points.device) if with_colour else None
         for s in range(0, points.shape[0], chunk):
             p = points[s:s + chunk]
             pi, gi = grid.pairs(p.detach())
-            d = p[pi] - self.means[gi]  # (Q, 3)
-            m2 = (d[:, None, :] @ inv[gi] @ d[:, :, None])[:, 0, 0]
-            w = torch.where(m2 <= _CUTOFF_SIGMAS**2, opacity[gi] * torch.exp(-0.5 * m2), torch.zeros_like(m2))
+            row = table.index_select(0, gi)  # (Q, 10 or 13)
+            d = p.index_select(0, pi) - row[:, :3]  # (Q, 3)
+            x, y, z = d.unbind(-1)
+            m2 = (row[:, 3] * x * x + row[:, 4] * y * y + row[:, 5] * z * z
+                  + row[:, 6] * x * y + row[:, 7] * x * z + row[:, 8] * y * z)  # d^T Sigma^-1 d
+            w = torch.where(m2 <= _CUTOFF_SIGMAS**2, row[:, 9] * torch.exp(-0.5 * m2), torch.zeros_like(m2))
             density = density.index_add(0, pi + s, w)
             if with_colour:
-                colour = colour.index_add(0, pi + s, w[:, None] * colours[gi])
+                colour = colour.index_add(0, pi + s, w[:, None] * row[:, 10:])
         return density, colour
 
 
@@ -210,11 +242,14 @@ class _CellGrid:
 
     def __init__(self, means: Tensor, extent: Tensor):
         # extent (N, 3): half-widths of each Gaussian's axis-aligned 3-sigma box (3 sqrt(Sigma_kk) exactly bounds
-        # the 3-sigma ellipsoid). Cell side: the median box width (a typical Gaussian meets <= 8 cells).
+        # the 3-sigma ellipsoid). Cell side: a quarter of the median box width. A point is paired with every
+        # Gaussian listed in its cell, so a cell as wide as the boxes pairs it with up to (1 + 1)^3 = 8x as many
+        # Gaussians as reach it; a quarter-width cell with (1 + 1/4)^3 ~ 2x, for a typical Gaussian listed in
+        # (4 + 1)^3 = 125 cells.
         lo_box, hi_box = means - extent, means + extent
         self.origin = lo_box.min(0).values
         span = (hi_box.max(0).values - self.origin).max().item()
-        side = max(2 * extent.median().item(), span / self._MAX_CELLS_PER_AXIS, 1e-6)
+        side = max(0.5 * extent.median().item(), span / self._MAX_CELLS_PER_AXIS, 1e-6)
         self.side = side
         self.dims = torch.clamp(torch.ceil((hi_box.max(0).values - self.origin) / side).long(), min=1)  # (3,)
         lo = ((lo_box - self.origin) / side).floor().long().clamp_min(0)

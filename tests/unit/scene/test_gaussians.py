@@ -131,3 +131,26 @@ def test_shapes_are_checked():
     for i, bad in [(0, torch.zeros(4, 2)), (2, torch.zeros(4, 3)), (3, torch.zeros(4, 1)), (4, torch.zeros(4, 2, 3))]:
         with pytest.raises(ValueError):
             Gaussians(*[bad if j == i else t for j, t in enumerate(good)])
+
+
+def test_the_3d_filter_widens_every_axis_by_its_variance():
+    # Sigma + f^2 I keeps Sigma's axes: its eigenvalues are s_k^2 + f^2; the field uses the filtered Gaussian.
+    quat = [0.7, -0.2, 0.5, 0.4]
+    g = Gaussians(*_one([0.1, -0.3, 0.2], [0.2, 0.01, 0.1], quat, 0.6))
+    plain = g.covariances().detach()
+    g.filter_scale = 0.05
+    assert torch.equal(g.covariances().detach(), plain)  # training mode: the filter is for the outputs only
+    g.eval()
+    filtered = g.covariances().detach()
+    assert torch.allclose(filtered, plain + 0.05**2 * torch.eye(3), atol=1e-7)
+    assert torch.allclose(g.filtered_log_scales.exp(), torch.tensor([[0.2, 0.01, 0.1]]).pow(2).add(0.05**2).sqrt(),
+                          atol=1e-6)
+    centre = torch.tensor([[0.1, -0.3, 0.2]])
+    assert torch.allclose(g.density(centre), torch.tensor([0.6]), atol=1e-6)  # the peak opacity is kept
+    off = centre + torch.tensor([[0.0, 0.0, 0.0]]) + torch.from_numpy(
+        Rotation.from_quat(np.array(quat) / np.linalg.norm(quat), scalar_first=True).as_matrix()[:, 1]).float() * 0.05
+    # 0.05 along the thin axis: 5 sigma unfiltered (cut off), about 1 sigma filtered
+    g.filter_scale = 0.0
+    assert g.density(off).item() == 0.0
+    g.filter_scale = 0.05
+    assert abs(g.density(off).item() - 0.6 * math.exp(-0.5 * 0.05**2 / (0.01**2 + 0.05**2))) < 1e-5
