@@ -261,6 +261,92 @@ def _normals(log_scales: Tensor, quats: Tensor, means: Tensor, cam_pos: Tensor) 
     return torch.where(facing, axis[None], -axis[None])
 
 
+def _gaussian_features(means: Tensor, log_scales: Tensor, quats: Tensor, sh: Tensor, camera: Camera,
+                       light: Light | None, shading: Shading, want_normals: bool):
+    """Per (camera, Gaussian) albedo (B, N, 3), Lambertian shade (B, N, 1) or None (albedo shading), normals
+    (B, N, 3) or None, and distance from the camera (B, N, 1)."""
+    B = len(camera)
+    cam_pos = camera.c2w[:, :3, 3].to(means)  # (B, 3)
+    view = means[None] - cam_pos[:, None]  # (B, N, 3) camera -> Gaussian
+    dist = view.norm(dim=-1, keepdim=True)  # (B, N, 1)
+    dirs = view / dist.clamp_min(1e-12)
+    albedo = (eval_sh(_sh_degree(sh), sh[None].expand(B, -1, -1, -1), dirs) + 0.5).clamp_min(0.0)  # (B, N, 3)
+    normals = _normals(log_scales, quats, means, cam_pos) if shading != "albedo" or want_normals else None
+    shade = None
+    if shading != "albedo":
+        lpos = light.position.to(means).reshape(-1, 3).expand(B, 3)
+        amb = light.ambient.to(means).reshape(-1).expand(B)[:, None, None]  # (B, 1, 1)
+        to_l = lpos[:, None] - means[None]
+        to_l = to_l / to_l.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        shade = amb + (1.0 - amb) * (normals * to_l).sum(-1, keepdim=True).clamp_min(0.0)  # (B, N, 1)
+    return albedo, shade, normals, dist
+
+
+#: Use gsplat's CUDA rasteriser for CUDA tensors where gsplat is installed (tests turn it off to compare).
+USE_GSPLAT = True
+
+
+def _gsplat_rasterization():
+    """``gsplat.rasterization``, or None where gsplat is not installed (or does not import)."""
+    try:
+        from gsplat import rasterization
+    except Exception:  # not installed, or built for another torch / CUDA: the PyTorch path serves
+        return None
+    return rasterization
+
+
+def opencv_cameras(camera: Camera, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Our OpenGL cameras as OpenCV ones (x right, y down, z forward), as gsplat takes them: world-to-camera
+    matrices (B, 4, 4) and pinhole intrinsics K (B, 3, 3) with the principal point at the image centre, so
+    K (R x + t) / z is the pixel position :func:`project_gaussians` gives."""
+    B, H, W = len(camera), camera.height, camera.width
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=like.dtype, device=like.device))
+    viewmats = flip @ torch.linalg.inv(camera.c2w.to(like))  # (B, 4, 4)
+    _, f = _focal(camera, like)
+    Ks = torch.zeros(B, 3, 3, dtype=like.dtype, device=like.device)
+    Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2], Ks[:, 2, 2] = f, f, W / 2, H / 2, 1.0
+    return viewmats, Ks
+
+
+def _rasterize_gsplat(rasterization, means, log_scales, quats, opacity_logits, camera, albedo, shade, normals, dist,
+                      shading, textureless_albedo, background, near, on_projection) -> RenderOutput:
+    """The same image as the PyTorch path, composited by gsplat's CUDA kernels (same EWA projection, 0.3 px
+    low-pass, 3-sigma footprint and 3DGS constants). Our features are gsplat's per-camera colours
+    (C, N, D); cameras go over as OpenCV world-to-camera matrices (y down, z forward) and pinhole K."""
+    B, H, W = len(camera), camera.height, camera.width
+    viewmats, Ks = opencv_cameras(camera, means)
+    if shading == "albedo":
+        first = albedo
+    elif shading == "lambertian":
+        first = shade * albedo
+    elif isinstance(textureless_albedo, Tensor):
+        first = shade * textureless_albedo.to(means).reshape(-1, 3).expand(B, 3)[:, None]
+    elif textureless_albedo == "white":
+        first = shade.expand(-1, -1, 3)
+    else:  # "mean": composite the albedo and the shade; the image is shade x the image's mean albedo
+        first = albedo
+    feats = torch.cat([first, dist] + ([normals] if normals is not None else [])
+                      + ([shade] if shade is not None else []), -1)  # (B, N, D)
+    out, alpha, meta = rasterization(means, quats, log_scales.exp(), torch.sigmoid(opacity_logits), feats, viewmats,
+                                     Ks, W, H, near_plane=near, eps2d=LOW_PASS, packed=False, render_mode="RGB",
+                                     rasterize_mode="classic")  # (B, H, W, D), (B, H, W, 1)
+    if on_projection is not None:
+        radii = meta["radii"] if meta["radii"].ndim == 2 else meta["radii"].amax(-1)
+        on_projection(Projection(meta["means2d"], meta["conics"], None, meta["depths"], radii, radii > 0))
+    out, alpha = out.permute(0, 3, 1, 2), alpha.permute(0, 3, 1, 2)  # (B, D, H, W), (B, 1, H, W)
+    rgb = out[:, :3]
+    if shading == "textureless" and isinstance(textureless_albedo, str) and textureless_albedo == "mean":
+        with torch.no_grad():
+            den = alpha.sum((2, 3))  # (B, 1)
+            plain = torch.where(den > 1e-6, rgb.sum((2, 3)) / den.clamp_min(1e-6), torch.ones_like(den).expand(B, 3))
+        rgb = out[:, -1:] * plain[:, :, None, None]
+    bg = torch.ones(3, dtype=means.dtype, device=means.device) if background is None else background.to(means)
+    rgb = rgb + (1.0 - alpha) * bg.reshape(-1, 3).expand(B, 3)[:, :, None, None]
+    normal = out[:, 4:7] if normals is not None else None
+    zero = torch.zeros((), dtype=means.dtype, device=means.device)
+    return RenderOutput(rgb, alpha, out[:, 3:4], normal, zero, torch.zeros(0, dtype=means.dtype, device=means.device))
+
+
 def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: Tensor, sh: Tensor, camera: Camera,
               light: Light | None = None, shading: Shading = "albedo", background: Tensor | None = None,
               want_normals: bool = False, textureless_albedo: str | Tensor = "white",
@@ -307,7 +393,12 @@ def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: 
         raise ValueError(f"{shading} shading needs a light")
     B, H, W, N = len(camera), camera.height, camera.width, means.shape[0]
     dtype, device = means.dtype, means.device
-    cam_pos = camera.c2w[:, :3, 3].to(means)  # (B, 3)
+    albedo, shade, normals, dist = _gaussian_features(means, log_scales, quats, sh, camera, light, shading,
+                                                      want_normals)
+    need_n = normals is not None
+    if means.is_cuda and USE_GSPLAT and (fast := _gsplat_rasterization()) is not None:
+        return _rasterize_gsplat(fast, means, log_scales, quats, opacity_logits, camera, albedo, shade, normals,
+                                 dist, shading, textureless_albedo, background, near, on_projection)
 
     proj = project_gaussians(means, covariance(log_scales, quats), camera, near)
     if on_projection is not None:
@@ -315,36 +406,21 @@ def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: 
     pairs = _composite_weights(proj, torch.sigmoid(opacity_logits), H, W)
     img_of = pairs.pixel // (H * W)  # (P,) the image of each pair
     w = pairs.weight[:, None]  # (P, 1)
-
-    # Per (camera, Gaussian) features, flattened to (B * N, C), then gathered per pair.
-    view = means[None] - cam_pos[:, None]  # (B, N, 3) camera -> Gaussian
-    dist = view.norm(dim=-1, keepdim=True)  # (B, N, 1)
-    degree = _sh_degree(sh)
-    dirs = view / dist.clamp_min(1e-12)
-    albedo = (eval_sh(degree, sh[None].expand(B, -1, -1, -1), dirs) + 0.5).clamp_min(0.0)  # (B, N, 3)
-    need_n = shading != "albedo" or want_normals
-    normals = _normals(log_scales, quats, means, cam_pos) if need_n else None  # (B, N, 3)
     if shading == "albedo":
         colour = albedo
-    else:
-        lpos = light.position.to(means).reshape(-1, 3).expand(B, 3)
-        amb = light.ambient.to(means).reshape(-1).expand(B)[:, None, None]  # (B, 1, 1)
-        to_l = lpos[:, None] - means[None]
-        to_l = to_l / to_l.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-        shade = amb + (1.0 - amb) * (normals * to_l).sum(-1, keepdim=True).clamp_min(0.0)  # (B, N, 1)
-        if shading == "lambertian":
-            colour = shade * albedo
-        elif isinstance(textureless_albedo, str) and textureless_albedo == "white":
-            colour = shade.expand(-1, -1, 3)
-        elif isinstance(textureless_albedo, Tensor):
-            colour = shade * textureless_albedo.to(means).reshape(-1, 3).expand(B, 3)[:, None]
-        else:  # "mean": each image's weighted mean albedo, detached
-            with torch.no_grad():
-                num = torch.zeros(B, 3, dtype=dtype, device=device).index_add_(
-                    0, img_of, w * albedo.reshape(-1, 3)[pairs.cg])
-                den = torch.zeros(B, 1, dtype=dtype, device=device).index_add_(0, img_of, w)
-                plain = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.ones_like(num))
-            colour = shade * plain[:, None]
+    elif shading == "lambertian":
+        colour = shade * albedo
+    elif isinstance(textureless_albedo, str) and textureless_albedo == "white":
+        colour = shade.expand(-1, -1, 3)
+    elif isinstance(textureless_albedo, Tensor):
+        colour = shade * textureless_albedo.to(means).reshape(-1, 3).expand(B, 3)[:, None]
+    else:  # "mean": each image's weighted mean albedo, detached
+        with torch.no_grad():
+            num = torch.zeros(B, 3, dtype=dtype, device=device).index_add_(
+                0, img_of, w * albedo.reshape(-1, 3)[pairs.cg])
+            den = torch.zeros(B, 1, dtype=dtype, device=device).index_add_(0, img_of, w)
+            plain = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.ones_like(num))
+        colour = shade * plain[:, None]
     feats = [colour, dist] + ([normals] if need_n else [])
     feat = torch.cat(feats, -1).reshape(B * N, -1)[pairs.cg]  # (P, C)
     acc = torch.zeros(B * H * W, feat.shape[1] + 1, dtype=dtype, device=device)

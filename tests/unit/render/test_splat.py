@@ -260,3 +260,19 @@ def test_gaussians_on_a_surface_match_the_tracer_and_their_mirror_image_does_not
         ious.append(_iou(out.opacity[:, 0] > 0.5, truth))
     assert ious[0] >= 0.9, ious
     assert ious[1] < 0.8, ious
+
+
+def test_the_opencv_cameras_for_gsplat_project_as_ours():
+    # The CUDA fast path hands gsplat OpenCV cameras; on any machine, they must put a centre where ours do.
+    from dreamlift.render.splat import opencv_cameras
+
+    sample = CameraDistribution().sample(4, generator=torch.Generator().manual_seed(0), height=40, width=56)
+    means = torch.rand(50, 3, generator=torch.Generator().manual_seed(1)) - 0.5
+    proj = project_gaussians(means, torch.eye(3).expand(50, 3, 3) * 1e-4, sample.camera)
+    viewmats, Ks = opencv_cameras(sample.camera, means)
+    cam = (viewmats[:, None, :3, :3] @ means[None, :, :, None])[..., 0] + viewmats[:, None, :3, 3]  # (B, N, 3)
+    assert (cam[..., 2] > 0).all()  # in front: OpenCV's z looks forward
+    pix = (Ks[:, None] @ cam[..., None])[..., 0]
+    uv = pix[..., :2] / pix[..., 2:]
+    assert torch.allclose(uv, proj.means2d, atol=1e-4)
+    assert torch.allclose(cam[..., 2], proj.depths, atol=1e-5)
