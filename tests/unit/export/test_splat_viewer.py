@@ -104,3 +104,28 @@ def test_a_web_splat_viewer_shows_the_object_of_our_ply(tmp_path):
     assert _red_pixels(ball[:, :10]) == 0  # the ball does not fill the frame: the left edge is background
     clear = _screenshot(tmp_path, "clear.ply")
     assert _red_pixels(clear) < 20
+
+
+def test_the_viewer_shows_the_model_ply_of_a_trained_red_mug(tmp_path):
+    # Not a constructed ball: Gaussians optimised by the training loop (fitted to the true red mug's renders,
+    # the ceiling objective, so a few seconds suffice) and written by the export a run uses.
+    from dreamlift.evaluate.ceiling import fit_in_memory
+    from dreamlift.evaluate.suite import SUITES
+    from dreamlift.generate import GenerateConfig
+
+    _needs()
+    prompt = SUITES["core-v1"][0]  # a red mug
+    assert prompt.colour == "red"
+    torch.manual_seed(0)
+    cfg = GenerateConfig(prompt=prompt.prompt, representation="gaussians", progress=False, steps=250)
+    cfg.gaussians.count = 1500
+    gen = fit_in_memory(cfg, prompt, 250)
+    site = tmp_path / "site"
+    site.mkdir()
+    gen.scene.eval()
+    assert gen.scene.export(site) == ["model.ply"]
+    shot = _screenshot(tmp_path, "model.ply")
+    h, w = shot.shape[:2]
+    centre = shot[h // 3: 2 * h // 3, w // 3: 2 * w // 3]
+    assert _red_pixels(centre) > 0.3 * centre.shape[0] * centre.shape[1], "the mug is not in the middle of the frame"
+    assert _red_pixels(shot[:, :10]) == 0 and _red_pixels(shot[:10]) == 0  # background around it
