@@ -67,6 +67,14 @@ def test_eval_in_two_worker_processes(tmp_path):
     _check_results(out)
 
 
+def test_eval_only_runs_the_named_prompts(tmp_path):
+    out = tmp_path / "one"
+    assert main(["eval", "--out", str(out), *TINY, "--only", "a-green-tree"]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert [r["slug"] for r in summary["prompts"]] == ["a-green-tree"]
+    assert (out / "a-green-tree" / "model.glb").is_file() and not (out / "a-red-mug").exists()
+
+
 @pytest.mark.parametrize("representation", ["nerf", "gaussians"])
 def test_eval_ceiling_fits_ground_truth(tmp_path, representation):
     out = tmp_path / "ceil"
@@ -83,6 +91,8 @@ def test_eval_ceiling_fits_ground_truth(tmp_path, representation):
 @pytest.mark.parametrize("args, message", [(["--suite", "core-v9"], "unknown suite"),
                                            (["--suite", "smoke-v1", "--steps", "0"], "--steps must be positive"),
                                            (["--suite", "smoke-v1", "--jobs", "0"], "--jobs must be >= 1"),
+                                           (["--suite", "smoke-v1", "--only", "a-red-mug,a-red-cat"],
+                                            "--only: a-red-cat not in suite smoke-v1"),
                                            (["--suite", "smoke-v1", "--device", "cuda"] if not torch.cuda.is_available()
                                             else ["--suite", "smoke-v1", "--device", "tpu9"], "device")])
 def test_eval_bad_input_is_a_one_line_error(tmp_path, capsys, args, message):

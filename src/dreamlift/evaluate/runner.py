@@ -53,6 +53,8 @@ class EvalConfig:
     video_frames: int | None = option(None, "generate: turntable frames")
     video_resolution: int | None = option(None, "generate: turntable size")
     progress: bool = option(True, "show generate's progress bar (jobs = 1 only)")
+    only: tuple[str, ...] = option((), "run and report only these prompts of the suite, comma-separated slugs "
+                                   "(e.g. a-red-mug,a-blue-chair); R-Precision still ranks against the whole suite")
     set: tuple[str, ...] = option((), "generate settings for every prompt, comma-separated KEY=VALUE "
                                   "(dotted for nested ones), e.g. nerf.blob_density=2,area_weight=100")
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -66,6 +68,7 @@ class EvalConfig:
         if self.jobs < 1:
             raise DreamliftError(f"--jobs must be >= 1, got {self.jobs}")
         self.score.validate()
+        self.selected(get_suite(self.suite))
         from ..generate import _device
 
         _device(self.device)  # a missing GPU is refused now, not after the first prompt's setup
@@ -77,6 +80,17 @@ class EvalConfig:
     @property
     def out_dir(self) -> Path:
         return self.out if self.out is not None else Path("results") / (self.suite + ("-ceiling" if self.ceiling else ""))
+
+    def selected(self, suite: tuple[SuitePrompt, ...]) -> tuple[SuitePrompt, ...]:
+        """The prompts of ``suite`` that ``--only`` names (all of them without it), in the suite's order."""
+        if not self.only:
+            return suite
+        slugs = {p.slug for p in suite}
+        unknown = [s for s in self.only if s not in slugs]
+        if unknown:
+            raise DreamliftError(f"--only: {', '.join(unknown)} not in suite {self.suite} (its slugs: "
+                                 f"{', '.join(p.slug for p in suite)})")
+        return tuple(p for p in suite if p.slug in self.only)
 
     def generate_config(self, prompt: SuitePrompt):
         """The GenerateConfig of one suite prompt (its folder OUT/<slug>)."""
@@ -148,11 +162,12 @@ def run_eval(cfg: EvalConfig) -> dict:
     out = cfg.out_dir
     if out.exists() and not out.is_dir():
         raise DreamliftError(f"{out} exists and is not a folder")
-    for prompt in suite:  # fail early on a bad setting, before hours of runs
+    chosen = cfg.selected(suite)
+    for prompt in chosen:  # fail early on a bad setting, before hours of runs
         cfg.generate_config(prompt).resolved()
     rows: dict[str, dict] = {}
     todo = []
-    for prompt in suite:
+    for prompt in chosen:
         gen_cfg = cfg.generate_config(prompt)
         done = None if cfg.force else _finished(gen_cfg.out)
         if done is not None:
@@ -173,7 +188,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             futures = {pool.submit(run_prompt, g, p, suite, cfg.score, cfg.ceiling, 1, cfg.force): p for g, p in todo}
             for fut in as_completed(futures):
                 rows[futures[fut].slug] = _report(fut.result())
-    ordered = [rows[p.slug] for p in suite]
+    ordered = [rows[p.slug] for p in chosen]
     summary = {"suite": cfg.suite, "mode": "ceiling" if cfg.ceiling else "sds", "preset": cfg.preset,
                "steps": cfg.steps, "seed": cfg.seed, "wall_seconds": time.perf_counter() - t0,
                "run_now": len(todo),
