@@ -72,7 +72,8 @@ class GaussianScene(Gaussians, Representation):
                          shading, background, want_normals, textureless_albedo, on_projection=keep)
 
     def param_groups(self) -> list[dict]:
-        return [{"params": [getattr(self, name)], "lr_scale": LR_SCALES[name], "name": name,
+        scales = {**LR_SCALES, "means": self.cfg.position_lr_scale}
+        return [{"params": [getattr(self, name)], "lr_scale": scales[name], "name": name,
                  "lr_final": self.cfg.position_lr_final if name == "means" else 1.0} for name in _PARAMS]
 
     def export(self, folder) -> list[str]:
