@@ -5,8 +5,15 @@ docs/BENCHMARKS.md (surface-level-<label>).
     python benchmarks/surface_level.py results/calib-v1 --levels 1 2 5 10 20
     python benchmarks/surface_level.py results/calib-v1-gaussians --levels 0.5 1 --gaussian-filter 0 --label g-f0
 
-For 3D Gaussians the field is a sum of opacity-weighted kernels, and ``--gaussian-filter`` rescores the same
-checkpoints with another 3D filter (``GaussiansConfig.filter_scale``; 0 = the raw Gaussians).
+For 3D Gaussians the field is a sum of opacity-weighted kernels, as DreamGaussian's (``dreamlift.scene.gaussians``);
+``--gaussian-filter`` rescores the same checkpoints with another 3D filter (``GaussiansConfig.filter_scale``;
+0 = the raw Gaussians), and ``--gaussian-field extinction`` with each kernel weighted by its extinction per
+unit length instead, sigma_i = -ln(1 - o_i) / (sqrt(2 pi) s_i) with s_i the geometric mean of its standard
+deviations (a ray through its centre then integrates to -ln(1 - o_i), so 1 - exp(-that) = o_i: the NeRF's
+units, where level 1 means what the NeRF's surface_density 1 does):
+
+    python benchmarks/surface_level.py results/calib8-gaussians --levels 1 --label g-osum
+    python benchmarks/surface_level.py results/calib8-gaussians --levels 0.5 1 2 --gaussian-field extinction --label g-ext
 
 A NeRF has no surface of its own: the scored shape and the exported mesh are {density > level} for
 generate's ``surface_density``. How visible a level is depends on it: a ray sample of spacing delta is
@@ -21,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
+import torch
 from report import write_section
 
 from dreamlift.evaluate.metrics import occupancy_grid
@@ -32,13 +41,14 @@ from dreamlift.evaluate.suite import get_suite
 
 
 def rescore(folder: Path, prompt, levels: list[float], resolution: int,
-            gaussian_filter: float | None = None) -> dict[float, tuple[float, float]]:
+            gaussian_filter: float | None = None, gaussian_field: str = "extinction") -> dict[float, tuple[float, float]]:
     """level -> (IoU after the best turn, scored volume / true volume) for one finished prompt.
 
-    ``gaussian_filter``: for 3D Gaussians, score with this 3D filter instead of the run's own."""
+    ``gaussian_filter``: for 3D Gaussians, score with this 3D filter instead of the run's own;
+    ``gaussian_field``: "extinction" scores the extinction-weighted field instead of the opacity sum."""
     field, _ = load_field(folder)
-    if gaussian_filter is not None:
-        field = _refiltered(folder, gaussian_filter)
+    if gaussian_filter is not None or gaussian_field != "opacity-sum":
+        field = _refiltered(folder, gaussian_filter, gaussian_field)
     obj = prompt.world_object()
     true = occupancy_grid(obj.occupancy, resolution).sum().item()
     out = {}
@@ -50,7 +60,7 @@ def rescore(folder: Path, prompt, levels: list[float], resolution: int,
     return out
 
 
-def _refiltered(folder: Path, filter_scale: float):
+def _refiltered(folder: Path, filter_scale: float | None, gaussian_field: str = "opacity-sum"):
     from dreamlift.checkpoint import load_state
     from dreamlift.evaluate.score import scene_field
     from dreamlift.scene import build_representation
@@ -58,10 +68,19 @@ def _refiltered(folder: Path, filter_scale: float):
     state = load_state(folder / "checkpoint.safetensors")
     config = state["config"]
     if config.get("representation") != "gaussians":
-        raise SystemExit(f"--gaussian-filter needs a Gaussians run; {folder} is {config.get('representation')}")
-    config["gaussians"]["filter_scale"] = filter_scale
+        raise SystemExit(f"--gaussian-filter and --gaussian-field need a Gaussians run; {folder} is "
+                         f"{config.get('representation')}")
+    if filter_scale is not None:
+        config["gaussians"]["filter_scale"] = filter_scale
     scene = build_representation(config)
     scene.load_state_dict(state["field"])
+    if gaussian_field == "extinction":  # each kernel weighted by its extinction instead of its opacity
+        def extinction(self):
+            o = torch.sigmoid(self.opacity_logits).clamp(max=1.0 - 1e-6)
+            return -torch.log1p(-o) / (math.sqrt(2.0 * math.pi) * self.filtered_log_scales.mean(-1).exp())
+
+        scene.eval()
+        scene.__class__ = type("Extinction", (type(scene),), {"opacity": property(extinction)})
     return scene_field(scene, config["surface_density"])
 
 
@@ -74,13 +93,20 @@ def main() -> None:
     ap.add_argument("--label", default=None, help="section suffix (default: the results folder's name)")
     ap.add_argument("--gaussian-filter", type=float, default=None,
                     help="3D Gaussians: rescore with this 3D filter (world units) instead of the runs' own")
+    ap.add_argument("--gaussian-field", choices=("opacity-sum", "extinction"), default="opacity-sum",
+                    help="3D Gaussians: the field scored (the shipped opacity sum, or the extinction)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    suite = args.suite or json.loads((args.results / "results.json").read_text())["suite"]
+    summary = json.loads((args.results / "results.json").read_text())
+    suite = args.suite or summary["suite"]
+    ran = {row["slug"] for row in summary["prompts"]}  # all of the suite, or the prompts of eval --only
     levels = sorted(args.levels)
     rows, table = [], {}
     for p in get_suite(suite):
-        table[p.prompt] = got = rescore(args.results / p.slug, p, levels, args.resolution, args.gaussian_filter)
+        if p.slug not in ran:
+            continue
+        table[p.prompt] = got = rescore(args.results / p.slug, p, levels, args.resolution, args.gaussian_filter,
+                                        args.gaussian_field)
         rows.append(f"| {p.prompt} | " + " | ".join(f"{got[lv][0]:.3f} ({got[lv][1]:.2f})" for lv in levels) + " |")
         print(rows[-1], flush=True)
     med_iou = {lv: statistics.median(t[lv][0] for t in table.values()) for lv in levels}
@@ -88,6 +114,8 @@ def main() -> None:
     med_vol = {lv: statistics.median(t[lv][1] for t in table.values()) for lv in levels}
     head = "| prompt | " + " | ".join(f"level {lv:g}" for lv in levels) + " |\n|---|" + "---|" * len(levels)
     filt = "" if args.gaussian_filter is None else f" with the Gaussians' 3D filter at {args.gaussian_filter:g}"
+    if args.gaussian_field != "opacity-sum":
+        filt += f", the Gaussians' field as {args.gaussian_field}"
     body = (f"Results `{args.results}` (suite {suite}), rescored from their checkpoints{filt}; each cell is the IoU after "
             f"the best turn about +y and, in brackets, the scored volume over the true volume ({args.resolution}^3 "
             "grid).\n\n" + head + "\n" + "\n".join(rows) + "\n"

@@ -75,6 +75,71 @@ def test_eval_only_runs_the_named_prompts(tmp_path):
     assert (out / "a-green-tree" / "model.glb").is_file() and not (out / "a-red-mug").exists()
 
 
+def _children(pid: int) -> list[int]:
+    import os
+
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="needs /proc to find the worker processes")
+def test_workers_stop_when_eval_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [a if a != "3" else "400" for a in TINY]  # long enough to be mid-run when killed
+    code = "import sys; from dreamlift.cli import main; sys.exit(main(sys.argv[1:]))"
+    workers: list[int] = []
+    proc = subprocess.Popen([sys.executable, "-c", code, "eval", "--out", str(tmp_path / "e"), "--jobs", "2", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = [k for k in _children(proc.pid) if b"spawn_main" in _cmdline(k)]
+        assert len(workers) == 2, "eval --jobs 2 started no workers"
+        time.sleep(3.0)  # the workers are inside their generate runs
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 60
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.5)
+        assert not any(_alive(w) for w in workers), "workers ran on after their eval was killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers:  # a failed check leaves nothing running
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("representation", ["nerf", "gaussians"])
 def test_eval_ceiling_fits_ground_truth(tmp_path, representation):
     out = tmp_path / "ceil"

@@ -13,6 +13,7 @@ with only a checkpoint continues from it (``--resume``); one without is started 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -115,6 +116,8 @@ def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], sco
     it, write score.json. -> row."""
     import torch
 
+    if _orphaned():  # its eval died: take no new prompt
+        os._exit(1)
     if threads is not None:
         torch.set_num_threads(threads)
     from ..generate import resumable_checkpoint, run_generate
@@ -131,7 +134,11 @@ def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], sco
             cfg = replace(gen_cfg, resume=resume, force=True)
             run_ceiling(cfg, prompt) if ceiling else run_generate(cfg)
         scores = score_result(out, prompt, suite, score_cfg)
-    except DreamliftError as exc:
+    except (DreamliftError, KeyboardInterrupt) as exc:
+        if _orphaned():  # stopped because its eval died (the checkpoint is saved): end the worker
+            os._exit(1)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         return {"prompt": prompt.prompt, "slug": prompt.slug, "error": str(exc)}
     write_score(out, scores)
     return _row(out, scores, time.perf_counter() - t0)
@@ -144,13 +151,53 @@ def _row(out: Path, scores: dict, seconds: float | None = None) -> dict:
             "wall_seconds": seconds}
 
 
+_PARENT: int | None = None  # in a worker process: the pid of its dreamlift eval
+
+
 def _init_worker() -> None:
     import os
 
+    global _PARENT
     os.environ["OMP_NUM_THREADS"] = "1"
+    _PARENT = os.getppid()
+    _stop_with_parent(_PARENT)
     import torch
 
     torch.set_num_threads(1)
+
+
+def _orphaned() -> bool:
+    import os
+
+    return _PARENT is not None and os.getppid() != _PARENT
+
+
+def _stop_with_parent(parent: int) -> None:
+    """A worker whose ``dreamlift eval`` dies (killed, or its terminal closed) stops instead of running on orphaned
+    beside the next eval (sharing the CPU and the prompt folders with it): it gets SIGTERM, so its generate saves
+    a checkpoint at the next whole step and stops; it then takes no further prompt (``run_prompt`` exits at once
+    when orphaned), and a watch thread ends it 30 s later whatever it is doing. Linux delivers the SIGTERM the
+    moment the parent dies (prctl PR_SET_PDEATHSIG); elsewhere the thread notices within a second."""
+    import os
+    import signal
+    import threading
+    import time
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)  # again, for platforms without prctl
+        time.sleep(30.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="dreamlift-parent-watch").start()
 
 
 def run_eval(cfg: EvalConfig) -> dict:

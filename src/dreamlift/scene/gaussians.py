@@ -10,28 +10,14 @@ Parameters, stored as graphdeco-inria stores them (so the .ply is a plain dump o
                      the view-independent colour is 0.5 + C0 sh[:, 0] (graphdeco's SH2RGB).
 
 Initialisation follows DreamGaussian (Tang et al. 2023, ``gs_renderer.py``): centres uniform in
-a ball, colour sh_0 ~ U(0, 1/255) (nearly mid-grey), identity rotations, opacity 0.1, and every
-scale the root-mean-square distance to the 3 nearest centres (graphdeco's distCUDA2). The ball's
-radius is 0.8, not DreamGaussian's 0.5: the world's objects reach 0.75-0.95 from the centre, and
-with the positions' small, decaying learning rate a Gaussian travels at most about 0.13 in a run, so from
-radius 0.5 long and wide objects stayed inside it (the dumbbell became a ball). On eight calib-v1
-prompts, 0.8 gave median IoU 0.594 against 0.574 (mean 0.520 against 0.455); a start shaped by the
-area prior's targets (an ellipsoid fitted to them) gave 0.548 (docs/BENCHMARKS.md, gaussians-init).
+a ball of radius 0.5, colour sh_0 ~ U(0, 1/255) (nearly mid-grey), identity rotations, opacity 0.1,
+and every scale the root-mean-square distance to the 3 nearest centres (graphdeco's distCUDA2).
 
 As a field (for marching cubes, IoU and colour scores, as DreamGaussian extracts meshes), the
 Gaussians define at a world point x
 
-    density(x) = sum_i sigma_i exp(-1/2 m_i(x)^2),   m_i(x)^2 = (x - mu_i)^T Sigma_i^-1 (x - mu_i),
-    albedo(x)  = sum_i w_i c_i / sum_i w_i,          w_i = sigma_i exp(-1/2 m_i(x)^2),  c_i = max(0, 0.5 + C0 sh_i0),
-    sigma_i    = -ln(1 - o_i) / (sqrt(2 pi) s_i),    s_i = (s_i1 s_i2 s_i3)^(1/3),
-
-an extinction coefficient per unit length, in the NeRF's units: a ray through the centre of a Gaussian
-whose standard deviation along it is s_i integrates sigma_i sqrt(2 pi) s_i = -ln(1 - o_i), so
-1 - exp(-that) is the opacity o_i the rasteriser composites, and the surface level means the same for
-both representations (``surface_density``). DreamGaussian sums the opacities o_i instead; SDS builds
-objects of many faint Gaussians (median opacity 0.02-0.1), which composite to opaque along a ray but
-whose opacity sum stays below 1 almost everywhere, so that field was porous (docs/BENCHMARKS.md, section
-gaussians-field).
+    density(x) = sum_i o_i exp(-1/2 m_i(x)^2),   m_i(x)^2 = (x - mu_i)^T Sigma_i^-1 (x - mu_i),
+    albedo(x)  = sum_i w_i c_i / sum_i w_i,      w_i = o_i exp(-1/2 m_i(x)^2),  c_i = max(0, 0.5 + C0 sh_i0),
 
 each kernel cut off beyond 3 standard deviations (m_i > 3), as the rasteriser cuts its footprint,
 so a point meets only the few Gaussians near it: both are sums over sparse (point, Gaussian) pairs
@@ -65,8 +51,7 @@ class GaussiansConfig:
     count: int = option(4096, "number of Gaussians at initialisation", low=1)
     sh_degree: int = option(0, "degree of the spherical-harmonic colour, 0 (one colour per Gaussian) to 3", low=0,
                             high=3)
-    init_radius: float = option(0.8, "radius of the ball the initial centres are drawn in, world units "
-                                "(DreamGaussian: 0.5; the world's objects reach 0.75-0.95)")
+    init_radius: float = option(0.5, "radius of the ball the initial centres are drawn in, world units")
     init_opacity: float = option(0.1, "opacity of every Gaussian at initialisation, in (0, 1)")
     densify_every: int = option(50, "steps between densification and pruning", low=1)
     densify_from: float = option(0.1, "fraction of the run after which densification starts", low=0, high=1)
@@ -190,14 +175,6 @@ class Gaussians(nn.Module):
             return self.log_scales
         return 0.5 * torch.logaddexp(2 * self.log_scales, torch.full_like(self.log_scales, 2 * math.log(self.filter_scale)))
 
-    @property
-    def extinction(self) -> Tensor:
-        """(N,) sigma_i = -ln(1 - o_i) / (sqrt(2 pi) s_i) with s_i the geometric mean of the (filtered) standard
-        deviations: the density per unit length whose integral along a ray through the centre is -ln(1 - o_i)
-        (see the module docstring)."""
-        o = self.opacity.clamp(max=1.0 - 1e-6)
-        return -torch.log1p(-o) / (math.sqrt(2.0 * math.pi) * self.filtered_log_scales.mean(-1).exp())
-
     def covariances(self) -> Tensor:
         """(N, 3, 3) world covariances R S S^T R^T of the filtered scales."""
         return covariance(self.filtered_log_scales, self.quats)
@@ -208,7 +185,7 @@ class Gaussians(nn.Module):
 
     # ----------------------------------------------------------------------------- the field
     def density(self, points: Tensor) -> Tensor:
-        """Sum of extinction-weighted Gaussian kernels at world points (M, 3) -> (M,), >= 0, per unit length."""
+        """Sum of opacity-weighted Gaussian kernels at world points (M, 3) -> (M,), >= 0."""
         return self._field(points, with_colour=False)[0]
 
     def albedo(self, points: Tensor) -> Tensor:
@@ -224,9 +201,9 @@ class Gaussians(nn.Module):
         points = points.to(self.means)
         cov = self.covariances()
         inv = torch.linalg.inv(cov)  # (N, 3, 3), symmetric: its six distinct entries, off-diagonal ones doubled
-        # one row per Gaussian, gathered once per pair: centre (3), quadratic form (6), extinction (1)[, colour (3)]
+        # one row per Gaussian, gathered once per pair: centre (3), quadratic form (6), opacity (1)[, colour (3)]
         columns = [self.means, inv[:, 0, 0, None], inv[:, 1, 1, None], inv[:, 2, 2, None], 2 * inv[:, 0, 1, None],
-                   2 * inv[:, 0, 2, None], 2 * inv[:, 1, 2, None], self.extinction[:, None]]
+                   2 * inv[:, 0, 2, None], 2 * inv[:, 1, 2, None], self.opacity[:, None]]
         table = torch.cat(columns + ([self.colours()] if with_colour else []), -1)  # (N, 10 or 13)
         grid = _CellGrid(self.means.detach(), _CUTOFF_SIGMAS * cov.detach().diagonal(dim1=-2, dim2=-1).sqrt())
         density = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
