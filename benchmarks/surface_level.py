@@ -46,9 +46,10 @@ def rescore(folder: Path, prompt, levels: list[float], resolution: int,
 
     ``gaussian_filter``: for 3D Gaussians, score with this 3D filter instead of the run's own;
     ``gaussian_field``: "extinction" scores the extinction-weighted field instead of the opacity sum."""
-    field, _ = load_field(folder)
     if gaussian_filter is not None or gaussian_field != "opacity-sum":
         field = _refiltered(folder, gaussian_filter, gaussian_field)
+    else:
+        field, _ = load_field(folder)
     obj = prompt.world_object()
     true = occupancy_grid(obj.occupancy, resolution).sum().item()
     out = {}
@@ -79,7 +80,6 @@ def _refiltered(folder: Path, filter_scale: float | None, gaussian_field: str = 
             o = torch.sigmoid(self.opacity_logits).clamp(max=1.0 - 1e-6)
             return -torch.log1p(-o) / (math.sqrt(2.0 * math.pi) * self.filtered_log_scales.mean(-1).exp())
 
-        scene.eval()
         scene.__class__ = type("Extinction", (type(scene),), {"opacity": property(extinction)})
     return scene_field(scene, config["surface_density"])
 

@@ -134,11 +134,13 @@ def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], sco
             cfg = replace(gen_cfg, resume=resume, force=True)
             run_ceiling(cfg, prompt) if ceiling else run_generate(cfg)
         scores = score_result(out, prompt, suite, score_cfg)
-    except (DreamliftError, KeyboardInterrupt) as exc:
+    except KeyboardInterrupt:
         if _orphaned():  # stopped because its eval died (the checkpoint is saved): end the worker
             os._exit(1)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+        raise
+    except DreamliftError as exc:
+        if _orphaned():
+            os._exit(1)
         return {"prompt": prompt.prompt, "slug": prompt.slug, "error": str(exc)}
     write_score(out, scores)
     return _row(out, scores, time.perf_counter() - t0)
@@ -155,8 +157,6 @@ _PARENT: int | None = None  # in a worker process: the pid of its dreamlift eval
 
 
 def _init_worker() -> None:
-    import os
-
     global _PARENT
     os.environ["OMP_NUM_THREADS"] = "1"
     _PARENT = os.getppid()
@@ -167,8 +167,6 @@ def _init_worker() -> None:
 
 
 def _orphaned() -> bool:
-    import os
-
     return _PARENT is not None and os.getppid() != _PARENT
 
 
@@ -177,23 +175,23 @@ def _stop_with_parent(parent: int) -> None:
     beside the next eval (sharing the CPU and the prompt folders with it): it gets SIGTERM, so its generate saves
     a checkpoint at the next whole step and stops; it then takes no further prompt (``run_prompt`` exits at once
     when orphaned), and a watch thread ends it 30 s later whatever it is doing. Linux delivers the SIGTERM the
-    moment the parent dies (prctl PR_SET_PDEATHSIG); elsewhere the thread notices within a second."""
-    import os
+    moment the parent dies (prctl PR_SET_PDEATHSIG); elsewhere the thread sends it within a second (only
+    there: a second SIGTERM would stop generate at once instead of at a whole step)."""
     import signal
     import threading
-    import time
 
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        armed = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        armed = False
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)  # again, for platforms without prctl
+        if not armed:
+            os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30.0)
         os._exit(1)
 

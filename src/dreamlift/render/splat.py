@@ -282,6 +282,18 @@ def _gaussian_features(means: Tensor, log_scales: Tensor, quats: Tensor, sh: Ten
     return albedo, shade, normals, dist
 
 
+def _colour(albedo: Tensor, shade: Tensor | None, shading: Shading, textureless_albedo: str | Tensor) -> Tensor | None:
+    """Per (camera, Gaussian) colour (B, N, 3) of a shading, or None for textureless "mean" (each image's mean
+    albedo, known only after compositing)."""
+    if shading == "albedo":
+        return albedo
+    if shading == "lambertian":
+        return shade * albedo
+    if isinstance(textureless_albedo, Tensor):
+        return shade * textureless_albedo.to(albedo).reshape(-1, 3).expand(albedo.shape[0], 3)[:, None]
+    return shade.expand(-1, -1, 3) if textureless_albedo == "white" else None
+
+
 #: Use gsplat's CUDA rasteriser for CUDA tensors where gsplat is installed (tests turn it off to compare).
 USE_GSPLAT = True
 
@@ -315,15 +327,8 @@ def _rasterize_gsplat(rasterization, means, log_scales, quats, opacity_logits, c
     (C, N, D); cameras go over as OpenCV world-to-camera matrices (y down, z forward) and pinhole K."""
     B, H, W = len(camera), camera.height, camera.width
     viewmats, Ks = opencv_cameras(camera, means)
-    if shading == "albedo":
-        first = albedo
-    elif shading == "lambertian":
-        first = shade * albedo
-    elif isinstance(textureless_albedo, Tensor):
-        first = shade * textureless_albedo.to(means).reshape(-1, 3).expand(B, 3)[:, None]
-    elif textureless_albedo == "white":
-        first = shade.expand(-1, -1, 3)
-    else:  # "mean": composite the albedo and the shade; the image is shade x the image's mean albedo
+    first = _colour(albedo, shade, shading, textureless_albedo)
+    if first is None:  # "mean": composite the albedo and the shade; the image is shade x the image's mean albedo
         first = albedo
     feats = torch.cat([first, dist] + ([normals] if normals is not None else [])
                       + ([shade] if shade is not None else []), -1)  # (B, N, D)
@@ -406,15 +411,8 @@ def rasterize(means: Tensor, log_scales: Tensor, quats: Tensor, opacity_logits: 
     pairs = _composite_weights(proj, torch.sigmoid(opacity_logits), H, W)
     img_of = pairs.pixel // (H * W)  # (P,) the image of each pair
     w = pairs.weight[:, None]  # (P, 1)
-    if shading == "albedo":
-        colour = albedo
-    elif shading == "lambertian":
-        colour = shade * albedo
-    elif isinstance(textureless_albedo, str) and textureless_albedo == "white":
-        colour = shade.expand(-1, -1, 3)
-    elif isinstance(textureless_albedo, Tensor):
-        colour = shade * textureless_albedo.to(means).reshape(-1, 3).expand(B, 3)[:, None]
-    else:  # "mean": each image's weighted mean albedo, detached
+    colour = _colour(albedo, shade, shading, textureless_albedo)
+    if colour is None:  # "mean": each image's weighted mean albedo, detached
         with torch.no_grad():
             num = torch.zeros(B, 3, dtype=dtype, device=device).index_add_(
                 0, img_of, w * albedo.reshape(-1, 3)[pairs.cg])
