@@ -12,7 +12,8 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .config import DreamliftError, OneLineParser, _printable, add_config_arguments, check_values, config_from_args
+from .config import (EXPERT, DreamliftError, HelpFormatter, OneLineParser, _printable, add_config_arguments, check_values,
+                     config_from_args)
 
 __all__ = ["main", "build_parser"]
 
@@ -53,8 +54,9 @@ def _call(module: str, name: str) -> Callable:
 
 # subcommand -> (help, config class loader, runner(config)). One explicit table: grep a command to its code.
 COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
-    "generate": ("text to 3D: optimise a NeRF with score distillation from a 2D prior; write a mesh, a "
-                 "turntable video, views and metrics", _lazy("generate", "GenerateConfig"), _generate),
+    "generate": ("text to 3D: optimise a NeRF or 3D Gaussians by score distillation from a 2D prior; write a "
+                 "mesh (glb, obj), a turntable video, views and metrics to OUT", _lazy("generate", "GenerateConfig"),
+                 _generate),
     "demo2d": ("train and sample a conditional DDPM on labelled 2D rings and clusters (seconds on a CPU)",
                _lazy("demo2d", "Demo2DConfig"), _demo2d),
     "sample": ("text-to-image with the built-in prior: save a grid of samples of PROMPT",
@@ -87,9 +89,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in (argv or []) if a in COMMANDS), None)
     for name, (help_text, load_config, _) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == chosen:  # building every subcommand's options would import all of dreamlift
-            add_config_arguments(p, load_config())
+            show_expert = "--help-all" in argv
+            add_config_arguments(p, load_config(), show_expert=show_expert)
+            positional = [a.metavar or a.dest for a in p._actions if not a.option_strings]
+            p.usage = " ".join(["%(prog)s [options]", *positional])
+            expert = [g.title for g in p._action_groups if (g.title or "").startswith(EXPERT)]
+            if expert:
+                p.add_argument("--help-all", action="help", help="show this help with the expert options too")
+                if not show_expert:
+                    p.epilog = (f"Expert options ({', '.join(t[len(EXPERT):] for t in expert)}): "
+                                f"dreamlift {name} --help-all. Why each default is what it is: docs/DEFAULTS.md.")
     return parser
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 __all__ = ["DreamliftError", "option", "add_config_arguments", "config_from_args", "config_to_dict", "atomic_write",
-           "with_overrides", "check_values", "OneLineParser", "check_output_folder"]
+           "with_overrides", "check_values", "OneLineParser", "check_output_folder", "HelpFormatter", "EXPERT"]
 
 
 class DreamliftError(Exception):
@@ -130,8 +130,38 @@ def _check_one(name: str, f: dataclasses.Field, v: Any) -> None:
             raise DreamliftError(f"{name} must be {span}, got {v}")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that reads as a list: one line per option where the terminal allows, a boolean shown once as
+    ``--[no-]resume``, and short metavars (N a whole number, X a number)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return "--[no-]" + action.option_strings[0][2:]
+        return super()._format_action_invocation(action)
+
+
+def _group(parser: argparse.ArgumentParser, title: str | None) -> Any:
+    """The parser's argument group called ``title`` (made on first use, in first-use order), or the parser."""
+    if title is None:
+        return parser
+    groups = parser.__dict__.setdefault("_dreamlift_groups", {})
+    if title not in groups:
+        groups[title] = parser.add_argument_group(title)
+    return groups[title]
+
+
+_METAVARS = {int: "N", float: "X", Path: "PATH", str: "TEXT"}
+
+
+EXPERT = "expert: "
+"""Option groups whose title starts so are left out of ``--help`` and shown by ``--help-all``."""
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
-                         prefix: str = "") -> None:
+                         prefix: str = "", group: str | None = None, show_expert: bool = True) -> None:
     """Add one option per field of the dataclass ``cls`` to ``parser``.
 
     Supported field types: int, float, str, bool (``--x`` / ``--no-x``), Path, Literal[...]
@@ -139,15 +169,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     dataclasses, whose fields become ``--<field>-<subfield>`` options. A field declared with
     ``option(..., cli=False)`` gets no option (it is set by the enclosing command). Defaults are not set
     on the parser: a missing option leaves the dataclass default in place.
+
+    Options are shown in groups: a field's ``group`` metadata (a nested dataclass's fields inherit it), in the
+    order of the class's ``OPTION_GROUPS`` where it has one. Options of groups titled ``EXPERT...`` still
+    parse, but their help is shown only when ``show_expert``.
     """
+    for title in getattr(cls, "OPTION_GROUPS", ()):
+        _group(parser, title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init or f.metadata.get("cli") is False:
             continue
         tp = hints[f.name]
+        title = f.metadata.get("group", group)
         if dataclasses.is_dataclass(tp):
-            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.")
+            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.", group=title, show_expert=show_expert)
             continue
+        target = _group(parser, title)
         optional = False
         if get_origin(tp) in (typing.Union, types.UnionType):
             args = [a for a in get_args(tp) if a is not type(None)]
@@ -159,17 +197,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         else:
             default = None
         help_text = f.metadata.get("help", "")
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
         if not help_text:
-            help_text = f"default: {default}"
+            help_text = f"default: {shown}"
         elif not ("default" in help_text or default is None or f.metadata.get("positional")):
             # (unset options, None, and helps that say where their default comes from get no "(default: None)")
-            help_text = f"{help_text} (default: {default})"
+            help_text = f"{help_text} (default: {shown if shown != '' else 'none'})"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        if title is not None and title.startswith(EXPERT) and not show_expert:
+            help_text = argparse.SUPPRESS
         dest = prefix + f.name
         kw: dict[str, Any] = dict(dest=dest, help=help_text, default=argparse.SUPPRESS)
         flag = _flag(dest.replace(".", "-"))
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            target.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
         if get_origin(tp) is Literal:
             kw["choices"] = list(get_args(tp))
@@ -179,15 +220,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         else:
             conv = _CONVERTERS.get(tp, str)
         kw["type"] = _or_none(conv) if optional else conv
-        kw["metavar"] = f.metadata.get("metavar", f.name.upper())
+        kw["metavar"] = f.metadata.get("metavar", _METAVARS.get(tp, f.name.upper()))
         if "choices" in kw:
             kw.pop("metavar")
         if f.metadata.get("positional"):
             kw.pop("dest")
             kw.pop("default")
+            kw["metavar"] = f.metadata.get("metavar", f.name.upper())
             parser.add_argument(dest, **kw)
             continue
-        parser.add_argument(flag, **kw)
+        target.add_argument(flag, **kw)
 
 
 def config_from_args(cls: type, ns: argparse.Namespace, prefix: str = "", **overrides: Any) -> Any:

@@ -38,7 +38,7 @@ CHECKPOINT = "checkpoint.safetensors"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # pickles of older versions: never loaded
 # Settings a resumed run may change: the length of the run, its exports and its bookkeeping. Any other
 # difference would continue one run under another's settings.
-RESUMABLE = frozenset({"out", "resume", "force", "progress", "device", "steps", "checkpoint_every",
+RESUMABLE = frozenset({"out", "resume", "force", "progress", "device", "steps", "checkpoint_every", "accept_rewrite",
                        "mesh_resolution", "video_frames", "video_resolution", "surface_density"})
 OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "model.ply", "turntable.mp4", "views.png", "config.json", "metrics.json")
 
@@ -69,76 +69,64 @@ AREA_PRIOR_BLOB = (2.0, 1.0)
 class GenerateConfig:
     """Settings of ``dreamlift generate``. Unset (None) values come from the preset."""
 
+    OPTION_GROUPS = ("the run", "the prompt", "outputs", "score distillation", "shading", "the area prior",
+                     "expert: losses and timesteps", "expert: the NeRF", "expert: 3D Gaussians")
+
     prompt: str = option("", "what to make, e.g. 'a red mug'", positional=True)
-    out: Path | None = option(None, "output folder (default: outputs/<prompt>)")
-    preset: Literal["fast", "quality"] = option("fast", "fast (CPU default) or quality")
-    steps: int | None = option(None, "optimisation steps (default: the preset's)", low=1)
-    guidance: float | None = option(None, "classifier-free guidance scale (default: per backend)", low=0, high=1000)
-    seed: int = option(0, "random seed (cameras, noise, initialisation)")
-    representation: Literal["nerf", "gaussians"] = option("nerf", "the 3D representation optimised: a NeRF or 3D "
-                                                          "Gaussians (dreamlift.scene; Gaussians take far fewer "
-                                                          "steps: their presets differ)")
-    backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "the 2D diffusion model")
-    model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)")
-    allow_out_of_world: bool = option(False, "let the built-in prior try prompts outside its world")
-    keep_unknown_words: bool = option(False, "condition the built-in prior on the prompt as typed even when it has "
-                                      "words no training caption used (default: on the world caption the text "
-                                      "encoder places nearest, e.g. 'a cobalt sedan' -> 'a black car')")
-    resume: bool = option(False, "continue the interrupted (or finished) run of OUT from its checkpoint, with the same "
-                         "settings (more --steps and other export settings allowed)")
-    force: bool = option(False, "overwrite existing outputs in OUT")
-    device: str = option("auto", "cpu, cuda or auto")
-    lr: float | None = option(None, "Adam learning rate (default: the preset's)", low=1e-12, high=10)
-    lr_final: float = option(1.0, "learning-rate multiplier reached at the last step, decayed exponentially over "
-                             "the second half of the run (1: constant), so the noisy SDS updates settle; on suite "
-                             "calib-v1, 0.1 changed the median IoU by +0.008 and the mean by -0.009 "
-                             "(docs/BENCHMARKS.md, section sds-lr-decay-calib)", low=1e-12, high=1)
-    batch_size: int | None = option(None, "cameras per step (default: the preset's)", low=1, high=64)
-    render_scale: float | None = option(None, "render size relative to the backend's image size (default: the preset's)",
+    out: Path | None = option(None, "output folder (default: outputs/<prompt>)", group="the run")
+    preset: Literal["fast", "quality"] = option("fast", "fast: 1000 NeRF or 500 Gaussian steps, about 1.5 min on "
+                                                        "2 CPU cores; quality: 3x the steps at 2x the render size", group="the run")
+    steps: int | None = option(None, "optimisation steps (default: the preset's)", group="the run", low=1)
+    guidance: float | None = option(None, "classifier-free guidance scale (default: 20; 100 for stable-diffusion)", group="score distillation", low=0, high=1000)
+    seed: int = option(0, "the random seed", group="the run")
+    representation: Literal["nerf", "gaussians"] = option("nerf", "nerf, or gaussians (3D Gaussian splatting; "
+                                                                  "also writes model.ply)", group="the run")
+    backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "builtin (offline, a CPU), stable-"
+                                                                                        "diffusion or deepfloyd-if (a GPU, "
+                                                                                        "downloaded weights)", group="the run")
+    model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)", group="the run")
+    allow_out_of_world: bool = option(False, "let the built-in prior try a prompt outside its world", group="the prompt")
+    keep_unknown_words: bool = option(False, "use the prompt exactly as typed, words the prior never learnt too", group="the prompt")
+    accept_rewrite: bool = option(False, "make the nearest prompt the prior can when it cannot make this one", group="the prompt")
+    resume: bool = option(False, "continue OUT's run from its checkpoint (more --steps allowed)", group="the run")
+    force: bool = option(False, "overwrite OUT's outputs", group="the run")
+    device: str = option("auto", "cpu, cuda or auto", group="the run")
+    lr: float | None = option(None, "Adam learning rate (default: the preset's)", group="score distillation", low=1e-12, high=10)
+    lr_final: float = option(1.0, "learning-rate factor at the last step, reached over the second half (1: "
+                                  "constant)", group="expert: losses and timesteps", low=1e-12, high=1)
+    batch_size: int | None = option(None, "cameras per step (default: the preset's)", group="score distillation", low=1, high=64)
+    render_scale: float | None = option(None, "render size / the backend's image size (default: the preset's)", group="score distillation",
                                         low=0.25, high=8)
-    num_samples: int | None = option(None, "samples per ray (default: the preset's)", low=1, high=1024)
-    albedo_warmup: float = option(0.1, "fraction of steps shaded with albedo only at the start", low=0, high=1)
-    p_albedo: float = option(0.2, "after warm-up: probability of albedo shading", low=0, high=1)
-    p_textureless: float = option(0.3, "after warm-up: probability of textureless shading (else lambertian)",
+    num_samples: int | None = option(None, "NeRF samples per ray (default: the preset's)", group="expert: losses and timesteps", low=1, high=1024)
+    albedo_warmup: float = option(0.1, "fraction of the run shaded with albedo only, at the start", group="shading", low=0, high=1)
+    p_albedo: float = option(0.2, "then: the probability of albedo shading", group="shading", low=0, high=1)
+    p_textureless: float = option(0.3, "then: the probability of textureless shading (else Lambertian)", group="shading",
                                   low=0, high=1)
     textureless_albedo: Literal["white", "mean"] = option(
-        "white", "uniform albedo of textureless shading: white (DreamFusion) or mean (each view's own mean "
-        "albedo, detached)")
-    orientation_weight: float = option(0.1, "weight of the orientation loss (ramped in over the first half)", low=0)
-    entropy_weight: float = option(0.1, "weight of the opacity entropy loss (ramped in over the run)", low=0)
-    sparsity_weight: float = option(0.0, "weight of the mean-opacity sparsity loss", low=0)
-    area_weight: float | None = option(None, "weight of the area prior: each render's opacity is held near the "
-                                       "silhouette area of the backend's own samples for its view word (0: off; "
-                                       "default: 100 for builtin, 0 for the others). With it on, the NeRF's "
-                                       "density bias defaults to lambda 2, c 1; without, to Magic3D's 10, 0.5", low=0)
-    area_samples: int = option(8, "images the backend samples per view word to set the area targets", low=1, high=256)
-    area_tolerance: float = option(0.2, "the area prior is zero while render area / target is within 1 +- this",
+        "white", "textureless colour: white (DreamFusion) or each view's mean albedo", group="shading")
+    orientation_weight: float = option(0.1, "weight of the orientation loss", group="expert: losses and timesteps", low=0)
+    entropy_weight: float = option(0.1, "weight of the opacity entropy loss", group="expert: losses and timesteps", low=0)
+    sparsity_weight: float = option(0.0, "weight of the mean-opacity loss", group="expert: losses and timesteps", low=0)
+    area_weight: float | None = option(None, "weight of the area loss (0: off; default: 100 for builtin, else 0)", group="the area prior", low=0)
+    area_samples: int = option(8, "prior samples per view word for the area targets", group="the area prior", low=1, high=256)
+    area_tolerance: float = option(0.2, "no area loss while area / target is within 1 +- this", group="the area prior",
                                    low=0, high=0.99)
-    area_scale: float = option(0.67, "targets are the samples' measured area times this; calibrated on suite "
-                               "calib-v1, never on the scored suite: the shipped prior at guidance 3 draws "
-                               "objects about 1.22x larger in area than the world's renders (section "
-                               "area-calibration of docs/BENCHMARKS.md), and at 1 / 1.22 = 0.8 the finished "
-                               "shapes were still 1.30x the true volume (section volume-calibration-calib-v1), "
-                               "so 0.8 / 1.30^(2/3) = 0.67", low=1e-3, high=10)
-    blob_fade: float = option(0.0, "fraction of the run over which the NeRF's density bias fades linearly to "
-                              "zero (0: it stays for the whole run), so regions the views never empty (a mug's "
-                              "inside, the space under a table) are not held solid by the bias alone; on suite "
-                              "calib-v1 fading over the whole run left the median IoU unchanged and doubled the "
-                              "Janus rate (docs/BENCHMARKS.md, section sds-blob-fade-calib)", low=0, high=1)
-    occupancy_every: int = option(16, "steps between occupancy-grid updates", low=1)
-    occupancy_density: float = option(0.5, "density under which an occupancy cell counts as empty", low=0)
-    surface_density: float = option(1.0, "density of the exported surface (marching cubes level) and of "
-                                    "the occupancy that is scored", low=1e-6)
-    checkpoint_every: int = option(200, "steps between checkpoints", low=1)
-    mesh_resolution: int | None = option(None, "marching-cubes grid size (default: the preset's)", low=16, high=512)
-    video_frames: int | None = option(None, "frames in the turntable video, one full orbit (default: the preset's)",
+    area_scale: float = option(0.67, "area targets: the samples' measured area times this", group="the area prior", low=1e-3, high=10)
+    blob_fade: float = option(0.0, "fraction of the run over which the NeRF's density bias fades to zero (0: it "
+                                   "stays)", group="expert: the NeRF", low=0, high=1)
+    occupancy_every: int = option(16, "steps between updates of the NeRF's occupancy grid", group="expert: the NeRF", low=1)
+    occupancy_density: float = option(0.5, "density below which an occupancy cell is empty", group="expert: the NeRF", low=0)
+    surface_density: float = option(1.0, "density of the exported surface (the marching-cubes level)", group="outputs", low=1e-6)
+    checkpoint_every: int = option(200, "steps between checkpoints", group="outputs", low=1)
+    mesh_resolution: int | None = option(None, "marching-cubes cells per side (default: the preset's)", group="outputs", low=16, high=512)
+    video_frames: int | None = option(None, "turntable frames (default: the preset's)", group="outputs",
                                       low=1, high=2000)
-    video_resolution: int | None = option(None, "turntable video render size (default: the preset's)",
+    video_resolution: int | None = option(None, "turntable size in pixels (default: the preset's)", group="outputs",
                                           low=16, high=1024)
-    progress: bool = option(True, "show a progress bar")
-    sds: SDSConfig = field(default_factory=SDSConfig)
-    nerf: NeRFConfig = field(default_factory=NeRFConfig)
-    gaussians: GaussiansConfig = field(default_factory=GaussiansConfig)
+    progress: bool = option(True, "show a progress bar", group="the run")
+    sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "score distillation"})
+    nerf: NeRFConfig = field(default_factory=NeRFConfig, metadata={"group": "expert: the NeRF"})
+    gaussians: GaussiansConfig = field(default_factory=GaussiansConfig, metadata={"group": "expert: 3D Gaussians"})
 
     def resolved(self) -> GenerateConfig:
         """A copy with the preset and backend defaults filled in, validated."""
@@ -410,11 +398,26 @@ def _plan(cfg: GenerateConfig, folder) -> Path | None:
     return source
 
 
+def _review_prompt(cfg: GenerateConfig) -> None:
+    """The built-in prior's prompt check, first and fast (the text encoder only): out-of-world prompts and rewrites
+    that change the object stop here, before torch's heavier work, the prior or the output folder is touched."""
+    if cfg.backend != "builtin":
+        return
+    from .prior.text_encoder import TextEncoder
+    from .prior.vocabulary import review_prompt, terminal_ask
+
+    shipped = cfg.model is None  # another exported prior may have other captions: its words are not rewritten
+    review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
+                  keep_unknown_words=cfg.keep_unknown_words or not shipped, accept_rewrite=cfg.accept_rewrite,
+                  ask=terminal_ask())
+
+
 def run_generate(cfg: GenerateConfig) -> dict:
     """Run ``dreamlift generate``; returns the metrics written to OUT/metrics.json."""
     from .guidance.backends import load_backend
 
     cfg = cfg.resolved()
+    _review_prompt(cfg)
 
     def build(device: torch.device) -> tuple[Generator, dict]:
         backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,

@@ -62,9 +62,18 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mug"]  # no staging folder or lock left beside it
 
 
-def test_unknown_words_are_rewritten_and_reported_unless_kept(tmp_path, capsys):
+def test_colour_words_are_read_rewrites_that_change_the_object_need_consent_and_keep_unknown_words_wins(
+        tmp_path, capsys):
+    colour = tmp_path / "vermilion"
+    assert main(["generate", "a vermilion mug", "--out", str(colour), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "note: colour words read as world colours: 'vermilion' -> red (XKCD colour 'vermillion'" in err
+    assert err.count("note:") == 1
+    assert json.loads((colour / "metrics.json").read_text())["conditioning_prompt"] == "a red mug"
     out = tmp_path / "sedan"
-    assert main(["generate", "a cyan sedan", "--out", str(out), *TINY]) == 0
+    assert main(["generate", "a cyan sedan", "--out", str(out), *TINY]) == 2
+    assert "--accept-rewrite" in capsys.readouterr().err and not out.exists()
+    assert main(["generate", "a cyan sedan", "--out", str(out), *TINY, "--accept-rewrite"]) == 0
     err = capsys.readouterr().err
     assert "never saw 'sedan'" in err and "'a cyan car'" in err
     metrics = json.loads((out / "metrics.json").read_text())

@@ -49,7 +49,58 @@ def test_option_help_states_each_default_once(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "(default: None)" not in out  # options whose help already says where their default comes from
     assert "optimisation steps (default: the preset's)" in out
-    assert "random seed (cameras, noise, initialisation) (default: 0)" in out
+    assert "the random seed (default: 0)" in out
+    assert "--[no-]resume continue OUT's run" in out and "--no-resume," not in out  # a boolean is shown once
+
+
+def _help(argv, columns=80):
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(columns)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS")
+        else:
+            os.environ["COLUMNS"] = old
+    assert exc.value.code == 0
+    return exc
+
+
+def test_generate_help_fits_about_100_lines_grouped_with_the_expert_groups_behind_help_all(capsys):
+    _help(["generate", "--help"])
+    short = capsys.readouterr().out
+    _help(["generate", "--help-all"])
+    full = capsys.readouterr().out
+    assert len(short.splitlines()) <= 100, len(short.splitlines())
+    groups = [line[:-1] for line in short.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert groups[:3] == ["positional arguments", "options", "the run"]
+    assert {"the prompt", "outputs", "score distillation", "shading", "the area prior"} <= set(groups)
+    assert "--gaussians-count" not in short and "--nerf-levels" not in short and "--help-all" in short
+    assert "--gaussians-count" in full and "--nerf-levels" in full and "expert: the NeRF:" in full
+    # every option is still accepted without --help-all: an expert option is hidden, not removed
+    assert main(["generate", "a red mug", "--representation", "gaussians", "--gaussians-count", "0"]) == 2
+    assert "--gaussians-count must be >= 1" in capsys.readouterr().err  # parsed, then refused by its range
+
+
+def test_no_option_help_carries_benchmark_figures_or_more_than_one_sentence(capsys):
+    import re
+
+    from dreamlift.cli import COMMANDS
+
+    for command in COMMANDS:
+        _help([command, "--help-all"] if command == "generate" else [command, "--help"], columns=400)
+        out = capsys.readouterr().out
+        options = [line for line in out.splitlines() if line.startswith("  -")]
+        for line in options:
+            text = re.split(r"\s{2,}", line.strip(), maxsplit=1)[-1]
+            assert not re.search(r"BENCHMARKS|docs/decisions|\bsection\b|median IoU|[+-]\d\.\d{3}|calibrated on", text), \
+                (command, line)
+            body = re.sub(r"\(default: .*\)$", "", text).strip()
+            assert not re.search(r"[a-z0-9)]\. [A-Z]", body) and len(body) <= 160, (command, line)
 
 
 def test_constraints_pin_every_dependency_and_both_readme_commands_use_them():

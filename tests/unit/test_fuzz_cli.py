@@ -29,7 +29,7 @@ def _reached(*args, **kwargs):
 def _options(command: str) -> list:
     parser = build_parser([command])
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    return [a for a in sub._actions if a.option_strings and a.dest not in ("help", "out")]
+    return [a for a in sub._actions if a.option_strings and a.dest not in ("help", "help_all", "out")]
 
 
 AWKWARD = ["nan", "-nan", "inf", "-inf", "1e23", "-1e23", "2.5", "0", "-0", "-1", "1", "", " ", "none", "abc",

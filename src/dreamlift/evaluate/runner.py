@@ -54,8 +54,8 @@ class EvalConfig:
     video_frames: int | None = option(None, "generate: turntable frames")
     video_resolution: int | None = option(None, "generate: turntable size")
     progress: bool = option(True, "show generate's progress bar (jobs = 1 only)")
-    only: tuple[str, ...] = option((), "run and report only these prompts of the suite, comma-separated slugs "
-                                   "(e.g. a-red-mug,a-blue-chair); R-Precision still ranks against the whole suite")
+    only: tuple[str, ...] = option((), "run and report only these prompts, comma-separated slugs (e.g. a-red-"
+                                       "mug,a-blue-chair); R-Precision still ranks the whole suite")
     set: tuple[str, ...] = option((), "generate settings for every prompt, comma-separated KEY=VALUE "
                                   "(dotted for nested ones), e.g. nerf.blob_density=2,area_weight=100")
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -100,7 +100,10 @@ class EvalConfig:
         sizes = {k: getattr(self, k) for k in ("steps", "render_scale", "num_samples", "mesh_resolution",
                                                "video_frames", "video_resolution")}
         cfg = GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
-                             representation=self.representation, seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1, **sizes)
+                             representation=self.representation, seed=self.seed, device=self.device,
+                             progress=self.progress and self.jobs == 1,
+                             accept_rewrite=True,  # held-out words are part of what a suite measures
+                             **sizes)
         return with_overrides(cfg, self.set)
 
 

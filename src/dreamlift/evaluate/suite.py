@@ -135,3 +135,26 @@ def prompt_slug(prompt: str) -> str:
 
     s = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
     return s[:60] or "object"
+
+
+#: Colour words and phrases no training caption uses, each with the world colour a person would name it
+#: (``dreamlift.prior.colour_words`` reads them; docs/BENCHMARKS.md, section colour-words, scores it). Source:
+#: the 30 held-out colour words of ``dreamlift.world.captions.HELD_OUT_SYNONYMS`` (three common names per
+#: world colour, fixed before the colour tables were used), then ten everyday words and phrases: the five
+#: the colour-words issue names ("vermilion", "forest green", "navy blue", "wooden", "gold"; its "golden" is
+#: a training word) and five common compounds and materials (sky blue, blood red, mint green, hot pink,
+#: mahogany).
+COLOUR_WORDS_V1: tuple[tuple[str, str], ...] = (
+    ("ruby", "red"), ("cherry", "red"), ("maroon", "red"),
+    ("amber", "orange"), ("apricot", "orange"), ("peach", "orange"),
+    ("lemon", "yellow"), ("canary", "yellow"), ("mustard", "yellow"),
+    ("jade", "green"), ("lime", "green"), ("olive", "green"),
+    ("aqua", "cyan"), ("teal", "cyan"), ("seafoam", "cyan"),
+    ("cobalt", "blue"), ("navy", "blue"), ("sapphire", "blue"),
+    ("amethyst", "purple"), ("lavender", "purple"), ("plum", "purple"),
+    ("bubblegum", "pink"), ("fuchsia", "pink"), ("salmon", "pink"),
+    ("chestnut", "brown"), ("walnut", "brown"), ("hazel", "brown"),
+    ("onyx", "black"), ("charcoal", "black"), ("obsidian", "black"),
+    ("vermilion", "red"), ("forest green", "green"), ("navy blue", "blue"), ("wooden", "brown"), ("gold", "yellow"),
+    ("sky blue", "blue"), ("blood red", "red"), ("mint green", "green"), ("hot pink", "pink"), ("mahogany", "brown"),
+)

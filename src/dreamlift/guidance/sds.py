@@ -41,14 +41,13 @@ class SDSConfig:
     """Score distillation settings."""
 
     guidance_scale: float = option(20.0, "classifier-free guidance scale s in eps_u + s (eps_c - eps_u)", cli=False)
-    t_min: float = option(0.02, "smallest timestep, as a fraction of T")
-    t_max: float = option(0.98, "largest timestep at the start, as a fraction of T")
-    t_max_final: float | None = option(0.7, "anneal the largest timestep linearly to this by the last step; "
-                                       "0.7 from suites calib-v1 and core-v1 with the built-in prior "
-                                       "(docs/BENCHMARKS.md, sections sds-tmax-calib and sds-tmax)")
-    weighting: Weighting = option("sigma2", "w(t): sigma2 = 1 - abar_t (DreamFusion) or uniform")
-    negative_prompt: str = option("", "what to steer away from (replaces the empty unconditional prompt)")
-    view_prompts: bool = option(True, "append ', front/side/back/overhead view' by camera angle (DreamFusion)")
+    t_min: float = option(0.02, "smallest timestep / T", group="expert: losses and timesteps")
+    t_max: float = option(0.98, "largest timestep / T, at the start", group="expert: losses and timesteps")
+    t_max_final: float | None = option(0.7, "largest timestep / T at the last step, annealed linearly (none: no "
+                                            "anneal)")
+    weighting: Weighting = option("sigma2", "w(t): sigma2 (DreamFusion's 1 - abar_t) or uniform")
+    negative_prompt: str = option("", "a prompt to steer away from")
+    view_prompts: bool = option(True, "add ', front view' and so on by camera angle (DreamFusion)")
 
     def validate(self) -> None:
         t_hi = self.t_max if self.t_max_final is None else min(self.t_max, self.t_max_final)

@@ -56,12 +56,14 @@ class SampleConfig:
     seed: int = option(0, "random seed (same seed, same images)")
     guidance_scale: float = option(3.0, "classifier-free guidance scale s: uncond + s (cond - uncond)")
     steps: int = option(50, "reverse steps")
-    sampler: Literal["ddim", "ddpm"] = option("ddpm", "ancestral DDPM (Algorithm 2 on the --steps respaced steps, "
-                                              "which is DDIM with eta = 1) or deterministic DDIM (eta = 0)")
+    sampler: Literal["ddim", "ddpm"] = option("ddpm", "ddpm (ancestral: Algorithm 2 on the respaced --steps, DDIM"
+                                                      " with eta 1) or ddim (deterministic, eta 0)")
     weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior)")
     allow_out_of_world: bool = option(False, "sample even when the prompt is far from everything the prior knows")
-    keep_unknown_words: bool = option(False, "condition on the prompt as typed even when it has words no training "
-                                      "caption used (default: on the world caption the text encoder places nearest)")
+    keep_unknown_words: bool = option(False, "condition on the prompt exactly as typed, words the prior never "
+                                      "learnt included")
+    accept_rewrite: bool = option(False, "when the prior cannot draw the prompt as typed, draw the nearest prompt "
+                                  "it can instead of stopping")
     force: bool = option(False, "overwrite an existing output file")
 
     def validate(self) -> None:
@@ -84,15 +86,13 @@ def run_sample(cfg: SampleConfig) -> Path:
     cfg.validate()
     from .model import BuiltinPrior
     from .sampling import image_grid
+    from .text_encoder import TextEncoder
+    from .vocabulary import review_prompt, terminal_ask
 
+    review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
+                  keep_unknown_words=cfg.keep_unknown_words or cfg.weights is not None,
+                  accept_rewrite=cfg.accept_rewrite, ask=terminal_ask())
     prior = BuiltinPrior(cfg.weights, rewrite_unknown_words=not cfg.keep_unknown_words)
-    if not cfg.allow_out_of_world:
-        from .scope import PromptScope
-
-        scope = PromptScope(prior.encoder)
-        result = scope.check(cfg.prompt)
-        if not result.in_world:
-            raise DreamliftError(scope.message(result))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
     rewrite = prior.rewrite(cfg.prompt)

@@ -202,7 +202,7 @@ class BuiltinPrior:
         self.schedule = NoiseSchedule.named(self.meta["schedule"], self.meta["num_train_timesteps"])
         self.prediction = self.unet_config.prediction
         self.resolution = self.unet_config.resolution
-        self.encoder = encoder or TextEncoder(device=self.device)
+        self.encoder = encoder or TextEncoder.shared(self.device)
         self.rewrite_unknown_words = rewrite_unknown_words and self.meta.get("captions") == "world"
         self._rewriter = None
 

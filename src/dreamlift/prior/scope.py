@@ -3,8 +3,9 @@
 The prior only knows the world's categories. A prompt about anything else would get
 noise-like samples, so dreamlift says so and points to the Stable Diffusion backend.
 
-How: colour words, view suffixes and caption fillers are removed from the prompt ("a
-photo of a crimson coffee mug, front view" -> "a coffee mug"); what is left is compared,
+How: colour words (the training and held-out ones, and any colour word or phrase the colour-name
+tables of ``dreamlift.prior.colour_words`` know), view suffixes and caption fillers are removed from
+the prompt ("a photo of a vermilion coffee mug, front view" -> "a coffee mug"); what is left is compared,
 by cosine similarity of sentence embeddings, with "a <noun>" for every category noun
 (training and held-out synonyms). Prompts whose best similarity is below ``THRESHOLD``
 are out of the world. Colour words are removed because they dominate short sentence
@@ -25,7 +26,7 @@ import torch
 
 from .text_encoder import TextEncoder
 
-__all__ = ["ScopeResult", "PromptScope", "THRESHOLD", "object_phrase"]
+__all__ = ["ScopeResult", "PromptScope", "THRESHOLD", "object_phrase", "sd_command"]
 
 THRESHOLD = 0.69
 FILLERS = re.compile(r"\b(a photo of|a picture of|an image of|a render of|a rendering of|a 3d model of|"
@@ -50,6 +51,12 @@ def object_phrase(prompt: str) -> str:
     p = FILLERS.sub("", p)
     for w in _colour_words():
         p = re.sub(rf"\b{re.escape(w)}\b", "", p)
+    from .vocabulary import colour_phrases, words  # (vocabulary imports this module)
+
+    found = words(p)
+    spans = {j for i, k, _ in colour_phrases(found) for j in range(i, k)}  # "vermilion", "navy blue", "wooden"
+    if spans:
+        p = " ".join(w for j, w in enumerate(found) if j not in spans)
     p = re.sub(r"[,\s]+", " ", p).strip()
     p = re.sub(r"^(a|an|the)\s+(a|an)\b", r"\2", p)
     return p or "an object"
@@ -96,5 +103,14 @@ class PromptScope:
 
         return (f"{result.prompt!r} is outside the built-in prior's world (closest: {result.nearest!r}, similarity "
                 f"{result.similarity:.2f} < {THRESHOLD}); it knows {len(CATEGORIES)} objects "
-                f"({', '.join(c.replace('_', ' ') for c in CATEGORIES)}) in many colours. Use a Stable Diffusion "
-                "backend for other prompts, or pass --allow-out-of-world to try anyway")
+                f"({', '.join(c.replace('_', ' ') for c in CATEGORIES)}) in ten colours. For other prompts use "
+                f"Stable Diffusion (a GPU; about 5 GB downloaded once): {sd_command(result.prompt)} "
+                "(or --allow-out-of-world to let the built-in prior try)")
+
+
+def sd_command(prompt: str) -> str:
+    """The complete command that runs ``prompt`` on the Stable Diffusion backend (README, "Stable Diffusion")."""
+    import shlex
+
+    return (f"DREAMLIFT_ALLOW_DOWNLOAD=1 dreamlift generate {shlex.quote(prompt)} --backend stable-diffusion "
+            "--device cuda")

@@ -33,14 +33,17 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from ..world.captions import canonical_prompt
+from .colour_words import ColourMatch, find_colour_phrases
 from .scope import FILLERS, VIEW_SUFFIX, PromptScope
 from .text_encoder import TextEncoder
 
-__all__ = ["TRAINING_WORDS", "words", "unknown_words", "Rewrite", "PromptRewriter"]
+__all__ = ["TRAINING_WORDS", "words", "unknown_words", "Rewrite", "PromptRewriter", "colour_phrases",
+           "review_prompt", "terminal_ask"]
 
 _ARTICLES = {"a", "an", "the"}
 _MAX_SUBSETS_WORDS = 4  # with more unknown words, only "drop none", "drop one" and "drop all" are tried
@@ -84,17 +87,44 @@ class Rewrite:
     category: str | None = None  # the category the encoder chose (None when unchanged)
     colour: str | None = None  # the colour, or None (unchanged, or the prompt names none)
     similarity: float | None = None  # cosine similarity of the chosen phrase and "a <noun>"
+    colours: tuple[ColourMatch, ...] = ()  # colour words read through the colour-name tables
+    other: tuple[str, ...] = ()  # unknown words that are not colour words (counts, nouns, adjectives)
 
     @property
     def changed(self) -> bool:
         return self.text != self.prompt
 
+    @property
+    def changes_object(self) -> bool:
+        """True when the rewrite is more than a colour word read as a world colour: a word it drops or
+        replaces (a count, a noun, an adjective), or a colour the world does not have."""
+        return self.changed and (bool(self.other) or any(m.colour is None for m in self.colours))
+
     def note(self) -> str:
         """One line for the user."""
+        if self.colours and not self.changes_object:
+            read = "; ".join(m.describe() for m in self.colours)
+            return f"colour words read as world colours: {read}; the built-in prior is conditioned on {self.text!r}"
         listed = ", ".join(repr(w) for w in self.unknown)
         return (f"the built-in prior never saw {listed} in training; it is conditioned on {self.text!r}, the "
                 f"world caption nearest {self.prompt!r} by the text encoder (--keep-unknown-words to use the "
                 f"prompt as typed)")
+
+    def refusal(self) -> str:
+        """The one-line error for a rewrite that changes the object in a run that cannot ask."""
+        reasons = []
+        if self.other:
+            reasons.append(f"it never learnt {', '.join(repr(w) for w in self.other)}")
+        missing = [m.phrase for m in self.colours if m.colour is None]
+        if missing:
+            reasons.append(f"its world has no colour near {', '.join(repr(w) for w in missing)}")
+        return (f"the built-in prior cannot make {self.prompt!r} as typed ({'; '.join(reasons)}); the nearest it "
+                f"can make is {self.text!r}. Pass --accept-rewrite to make that, --keep-unknown-words to condition "
+                "on the prompt as typed, or --backend stable-diffusion for prompts outside its world")
+
+
+#: Training words that never name an object's colour in a training caption ("on a white background").
+_NOT_COLOURS_IN_TRAINING = frozenset({"white"})
 
 
 class PromptRewriter:
@@ -147,26 +177,34 @@ class PromptRewriter:
     @torch.no_grad()
     def _rewrite(self, prompt: str) -> Rewrite:
         unknown = unknown_words(prompt)
-        if not unknown:
-            return Rewrite(prompt, prompt, ())
-        self._scope = self._scope or PromptScope(self.encoder)
-        if not self._scope.check(prompt).in_world:
-            return Rewrite(prompt, prompt, tuple(unknown))
         lower = prompt.lower()
         views = list(VIEW_SUFFIX.finditer(lower))
         view = views[-1].group(1) if views else None
         suffix = f", {'overhead' if view == 'top' else view} view" if view else ""  # training views say overhead
         body = VIEW_SUFFIX.sub(" ", lower)
-        variants = self._object_variants(body, unknown)
+        body_words = words(FILLERS.sub(" ", body))
+        matches = colour_phrases(body_words)
+        if not unknown and not matches:
+            return Rewrite(prompt, prompt, ())
+        self._scope = self._scope or PromptScope(self.encoder)
+        if not self._scope.check(prompt).in_world:
+            return Rewrite(prompt, prompt, tuple(unknown))
+        in_colour = {j for i, k, _ in matches for j in range(i, k)}
+        covered = {body_words[j] for j in in_colour}
+        other = [w for w in unknown if w not in covered]
+        object_words = " ".join(w for j, w in enumerate(body_words) if j not in in_colour)
+        variants = self._object_variants(object_words, other)
         if not variants:  # nothing but colour words and fillers: no object to name
-            variants = [("an object", frozenset(unknown))]
+            variants = [("an object", frozenset(other))]
         sims = self.encoder.encode([v for v, _ in variants]).pooled @ self._ref_emb.T  # (V, R)
         best = int(sims.argmax())
         vi, ri = divmod(best, sims.shape[1])
         category = self.refs[ri][1]
-        colours = [self.colour_of[w] for w in words(body) if w in self.colour_of]
-        if colours:
-            colour = colours[0]
+        # the first colour the prompt names: a training colour word, or a colour phrase read through the tables
+        named = sorted([(j, self.colour_of[w]) for j, w in enumerate(body_words)
+                        if w in self.colour_of and j not in in_colour] + [(i, m.colour) for i, _, m in matches])
+        if named:
+            colour = named[0][1]
         elif variants[vi][1]:  # a dropped word may be a colour: the encoder's nearest colour
             cands = [canonical_prompt(category, c) for c in self.colour_names]
             sim_c = self.encoder.encode([body.strip(" ,")]).pooled @ self.encoder.encode(cands).pooled.T  # (1, 10)
@@ -174,4 +212,59 @@ class PromptRewriter:
         else:
             colour = None
         text = (canonical_prompt(category, colour) if colour else _article(self.noun_of[category])) + suffix
-        return Rewrite(prompt, text, tuple(unknown), category, colour, float(sims[vi, ri]))
+        return Rewrite(prompt, text, tuple(unknown), category, colour, float(sims[vi, ri]),
+                       tuple(m for _, _, m in matches), tuple(other))
+
+
+def colour_phrases(body_words: list[str]) -> list[tuple[int, int, ColourMatch]]:
+    """The colour words and phrases of a prompt's words (fillers and view suffix removed) that the prior did not
+    learn as colours: any word except the training colour words and the other training words ("white", which
+    training captions use only for the background, is looked up)."""
+    candidate = [w not in TRAINING_WORDS or w in _NOT_COLOURS_IN_TRAINING for w in body_words]
+    return find_colour_phrases(body_words, candidate)
+
+
+def review_prompt(prompt: str, encoder: TextEncoder, *, allow_out_of_world: bool = False,
+                  keep_unknown_words: bool = False, accept_rewrite: bool = False,
+                  ask: Callable[[str], bool] | None = None) -> Rewrite:
+    """Decide, before any heavy work, what the built-in prior makes of ``prompt``; raise DreamliftError if nothing.
+
+    Needs only the text encoder. In order: a prompt outside the world is refused (unless
+    ``allow_out_of_world``) with the Stable Diffusion command to use instead; with ``keep_unknown_words``
+    the prompt is used as typed; a rewrite that only reads colour words as world colours goes ahead (the
+    caller prints its note); a rewrite that changes the object (a count, a noun or an adjective the prior
+    never learnt, a colour the world lacks) goes ahead only with ``accept_rewrite`` or when ``ask`` (an
+    interactive run's yes/no question) says yes.
+    """
+    from ..config import DreamliftError
+
+    if not prompt.strip():
+        raise DreamliftError("the prompt is empty")
+    if not allow_out_of_world:
+        scope = PromptScope(encoder)
+        result = scope.check(prompt)
+        if not result.in_world:
+            raise DreamliftError(scope.message(result))
+    if keep_unknown_words:
+        return Rewrite(prompt, prompt, tuple(unknown_words(prompt)))
+    rewrite = PromptRewriter(encoder).rewrite(prompt)
+    if rewrite.changes_object and not accept_rewrite:
+        if ask is None or not ask(f"the built-in prior cannot make {prompt!r} as typed; make {rewrite.text!r} "
+                                  "instead? [y/N] "):
+            raise DreamliftError(rewrite.refusal())
+    return rewrite
+
+
+def ask_on_terminal(question: str) -> bool:
+    """A yes/no question on the terminal (an empty answer or end of input is no)."""
+    try:
+        return input(question).strip().lower() in {"y", "yes"}
+    except EOFError:
+        return False
+
+
+def terminal_ask() -> Callable[[str], bool] | None:
+    """``ask_on_terminal`` when stdin and stderr are a terminal (a person can answer), else None."""
+    import sys
+
+    return ask_on_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None

@@ -48,31 +48,28 @@ _CUTOFF_SIGMAS = 3.0
 class GaussiansConfig:
     """The Gaussians' count, colour model and initialisation."""
 
-    count: int = option(4096, "number of Gaussians at initialisation", low=1)
-    sh_degree: int = option(0, "degree of the spherical-harmonic colour, 0 (one colour per Gaussian) to 3", low=0,
+    count: int = option(4096, "Gaussians at the start", low=1)
+    sh_degree: int = option(0, "spherical-harmonic degree of the colour, 0 (one colour) to 3", low=0,
                             high=3)
-    init_radius: float = option(0.5, "radius of the ball the initial centres are drawn in, world units")
-    init_opacity: float = option(0.1, "opacity of every Gaussian at initialisation, in (0, 1)")
+    init_radius: float = option(0.5, "radius of the ball the first centres fill, world units")
+    init_opacity: float = option(0.1, "opacity of every Gaussian at the start, in (0, 1)")
     densify_every: int = option(50, "steps between densification and pruning", low=1)
-    densify_from: float = option(0.1, "fraction of the run after which densification starts", low=0, high=1)
-    densify_until: float = option(0.6, "fraction of the run after which densification stops", low=0, high=1)
-    densify_fraction: float = option(0.05, "share of the visible Gaussians with the largest mean view-space "
-                                     "positional gradient that are cloned (small) or split (large) each time",
+    densify_from: float = option(0.1, "fraction of the run at which densification starts", low=0, high=1)
+    densify_until: float = option(0.6, "fraction of the run at which densification stops", low=0, high=1)
+    densify_fraction: float = option(0.05, "share of the visible Gaussians, largest view-space gradient first, "
+                                           "cloned or split each time",
                                      low=0, high=1)
-    split_scale: float = option(0.02, "Gaussians whose largest standard deviation exceeds this (world units) "
-                                "are split in two; smaller ones are cloned", low=1e-6)
+    split_scale: float = option(0.02, "Gaussians wider than this (largest sd, world units) split in two, narrower"
+                                      " ones are cloned", low=1e-6)
     prune_opacity: float = option(0.01, "Gaussians below this opacity are removed when densifying", low=0, high=1)
-    prune_scale: float = option(0.3, "Gaussians whose largest standard deviation exceeds this (world units) are "
-                                "removed when densifying", low=1e-6)
+    prune_scale: float = option(0.3, "Gaussians wider than this (largest sd, world units) are removed when "
+                                     "densifying", low=1e-6)
     max_count: int = option(20000, "hard cap on the number of Gaussians", low=1)
-    filter_scale: float = option(0.047, "standard deviation (world units) of an isotropic 3D filter every "
-                                 "Gaussian is widened by in the outputs (mesh, scores, model.ply, turntable, views): "
-                                 "the 0.3 px^2 low-pass of one 32 px training pixel at the prior's camera distance, "
-                                 "so the outputs show the Gaussians as the optimisation saw them; 0 for none", low=0)
-    position_lr_scale: float = option(0.1, "the positions' learning rate relative to the run's --lr (DreamGaussian: "
-                                      "0.001 at lr 0.01, i.e. 0.1)", low=1e-6, high=100)
-    position_lr_final: float = option(0.02, "the positions' learning rate at the last step relative to the first, "
-                                      "reached exponentially over the run (graphdeco and DreamGaussian: 0.00002 / 0.001)",
+    filter_scale: float = option(0.047, "sd of the 3D filter that widens every Gaussian in the outputs, world "
+                                        "units (0: none)", low=0)
+    position_lr_scale: float = option(0.1, "the positions' learning rate relative to --lr", low=1e-6, high=100)
+    position_lr_final: float = option(0.02, "the positions' learning rate at the last step relative to the first "
+                                            "(exponential decay)",
                                       low=1e-6, high=1)
 
     def validate(self) -> None:

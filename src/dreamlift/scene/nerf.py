@@ -48,17 +48,16 @@ MAGIC3D_BLOB = (10.0, 0.5)
 class NeRFConfig:
     """The NeRF's encoding, MLP and initialisation."""
 
-    levels: int = option(3, "number of grid levels")
-    base_resolution: int = option(8, "resolution of the coarsest grid")
-    max_resolution: int = option(32, "resolution of the finest grid (32: a voxel is about one pixel "
-                                 "of the 32x32 prior at the training cameras; finer grids only add noise)")
+    levels: int = option(3, "hash-grid levels")
+    base_resolution: int = option(8, "cells per side of the coarsest grid")
+    max_resolution: int = option(32, "cells per side of the finest grid")
     features: int = option(4, "features per grid level")
     hidden: int = option(32, "width of the MLP's hidden layer")
-    bound: float = option(1.0, "half side of the cube the field lives in (world objects fit the unit sphere)")
+    bound: float = option(1.0, "half side of the cube the field fills, world units")
     blob_density: float | None = option(None, "density bias at the centre, lambda in lambda (1 - |x| / c) "
-                                        "(None: generate's choice, see below; 10 elsewhere)")
-    blob_radius: float | None = option(None, "radius c where the density bias crosses zero (None: generate's "
-                                       "choice; 0.5 elsewhere)")
+                                              "(default: 2 with the area prior, else 10)")
+    blob_radius: float | None = option(None, "radius c where the density bias reaches zero (default: 1 with the "
+                                             "area prior, else 0.5)")
     occupancy_resolution: int = option(32, "cells per side of the occupancy grid")
 
     def validate(self) -> None:

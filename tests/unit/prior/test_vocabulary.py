@@ -81,21 +81,62 @@ def test_an_unknown_adjective_does_not_hide_the_noun(rewriter):
     assert rewriter.rewrite("a jade fir tree").category == "tree"
 
 
-def test_an_unknown_colour_word_gets_the_encoders_nearest_colour(rewriter, encoder):
-    """The colour of a rewrite is the encoder's own nearest canonical colour prompt, so it agrees with the
-    test benchmarks/prior_quality.py uses to decide whether the encoder knows a colour word."""
-    agree = 0
+def test_a_colour_word_is_read_through_the_colour_tables_and_only_the_rest_go_to_the_encoder(rewriter, encoder):
+    """Held-out colour words take the colour-name tables' world colour (dreamlift.prior.colour_words); a word no
+    table knows that the rewrite drops still takes the encoder's own nearest canonical colour prompt."""
+    from dreamlift.prior.colour_words import lookup
+
     for i, colour in enumerate(COLOUR_NAMES):
         for word in HELD_OUT_SYNONYMS[colour]:
             cat = CATEGORIES[(3 * i) % len(CATEGORIES)]
             prompt = _article(f"{word} {CATEGORY_SYNONYMS[cat][0]}")
             r = rewriter.rewrite(prompt)
-            assert r.category == cat, prompt
-            sims = encoder.similarity([prompt], [canonical_prompt(cat, c) for c in COLOUR_NAMES])[0]
-            nearest = COLOUR_NAMES[int(sims.argmax())]
-            assert r.colour == nearest and r.text == canonical_prompt(cat, nearest)
-            agree += nearest == colour
-    assert 0 < agree < 30  # the encoder knows some colour words, not all: what it knows is what is used
+            assert r.category == cat and r.colour == lookup(word).colour, prompt
+            assert r.text == canonical_prompt(cat, r.colour) and not r.changes_object, prompt
+            assert [m.phrase for m in r.colours] == [word] and r.other == ()
+    prompt = "a glorbish mug"  # in no table: the encoder decides, as before the tables
+    r = rewriter.rewrite(prompt)
+    sims = encoder.similarity([prompt], [canonical_prompt("mug", c) for c in COLOUR_NAMES])[0]
+    assert r.colour == COLOUR_NAMES[int(sims.argmax())] and r.other == ("glorbish",) and r.changes_object
+
+
+@pytest.mark.parametrize("prompt, text, changes_object", [
+    ("a vermilion mug", "a red mug", False),
+    ("a navy blue car, side view", "a blue car, side view", False),
+    ("a wooden chair", "a brown chair", False),
+    ("a photo of a forest green pine tree", "a green tree", False),
+    ("two red mugs", "a red mug", True),  # a count and a plural: another object
+    ("a cobalt sedan", "a blue car", True),  # an unknown noun
+    ("a shiny blue car", "a blue car", True),  # an unknown adjective
+    ("a white mug", "a mug", True),  # "white" is in training captions only as the background
+    ("a silver rocket", "a rocket", True),  # the world has no grey
+])
+def test_which_rewrites_only_read_a_colour_and_which_change_the_object(rewriter, prompt, text, changes_object):
+    r = rewriter.rewrite(prompt)
+    assert (r.text, r.changes_object) == (text, changes_object)
+    if changes_object:
+        assert "--accept-rewrite" in r.refusal() and repr(text) in r.refusal() and "\n" not in r.refusal()
+    else:
+        assert r.note().startswith("colour words read as world colours:") and repr(text) in r.note()
+
+
+def test_review_refuses_out_of_world_prompts_with_the_stable_diffusion_command_and_rewrites_without_consent(encoder):
+    from dreamlift.config import DreamliftError
+    from dreamlift.prior.vocabulary import review_prompt
+
+    with pytest.raises(DreamliftError, match=r"outside the built-in prior's world.*--backend stable-diffusion"):
+        review_prompt("a corgi", encoder)
+    assert review_prompt("a corgi", encoder, allow_out_of_world=True).text == "a corgi"
+    with pytest.raises(DreamliftError, match="--accept-rewrite"):
+        review_prompt("two red mugs", encoder)
+    assert review_prompt("two red mugs", encoder, accept_rewrite=True).text == "a red mug"
+    assert review_prompt("two red mugs", encoder, keep_unknown_words=True).text == "two red mugs"
+    asked = []
+    assert review_prompt("two red mugs", encoder, ask=lambda q: asked.append(q) or True).text == "a red mug"
+    assert "'a red mug'" in asked[0]
+    with pytest.raises(DreamliftError):
+        review_prompt("two red mugs", encoder, ask=lambda q: False)
+    assert review_prompt("a vermilion mug", encoder).text == "a red mug"  # a colour word: no consent needed
 
 
 def test_training_colour_words_are_kept_as_their_colour(rewriter):
@@ -144,14 +185,17 @@ def test_a_prior_not_trained_on_world_captions_is_never_rewritten(tmp_path, enco
     assert not prior.rewrite_unknown_words and prior.rewrite("a cyan sedan").text == "a cyan sedan"
 
 
-def test_sample_notes_the_rewrite_and_keep_unknown_words_turns_it_off(tmp_path, capsys):
+def test_sample_asks_before_a_rewrite_notes_it_and_keep_unknown_words_turns_it_off(tmp_path, capsys):
     from dreamlift.cli import main
     from dreamlift.prior.model import SHIPPED_WEIGHTS
 
     if not (SHIPPED_WEIGHTS / "prior.safetensors").exists():
         pytest.skip("no shipped prior")
     args = ["sample", "a cyan sedan", "--n", "1", "--steps", "2"]
-    assert main([*args, "--out", str(tmp_path / "a.png")]) == 0
+    assert main([*args, "--out", str(tmp_path / "a.png")]) == 2  # "sedan" -> "car" changes the object: ask first
+    err = capsys.readouterr().err
+    assert "--accept-rewrite" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "a.png").exists()
+    assert main([*args, "--out", str(tmp_path / "a.png"), "--accept-rewrite"]) == 0
     err = capsys.readouterr().err
     assert "note: the built-in prior never saw 'sedan'" in err and "'a cyan car'" in err
     assert main([*args, "--out", str(tmp_path / "b.png"), "--keep-unknown-words"]) == 0
