@@ -6,8 +6,8 @@ grid spans the cube [-1, 1]^3. Grid sample ``i`` along an axis sits at world coo
 of the cube (no half-voxel offset), and marching-cubes vertices are mapped back with
 exactly that spacing.
 
-Colours are stored as they come from ``colour_fn`` (the world's albedos are linear RGB,
-which is what glTF's ``COLOR_0`` means). trimesh, scikit-image and scipy (a dependency of
+Colours are stored as they come from ``colour_fn``: per vertex in the .obj, baked into the .glb's
+base-colour texture (see :func:`glb_bytes`). trimesh, scikit-image and scipy (a dependency of
 scikit-image) are imported inside the functions that use them, so ``import dreamlift``
 stays light.
 """
@@ -29,7 +29,7 @@ from ..config import DreamliftError, atomic_write
 if TYPE_CHECKING:
     import trimesh
 
-__all__ = ["Mesh", "extract_mesh", "write_glb", "write_obj", "read_mesh"]
+__all__ = ["Mesh", "extract_mesh", "write_glb", "write_obj", "read_mesh", "bake_vertex_colours"]
 
 #: Colour given to every vertex when no colour function is passed (mid-grey).
 DEFAULT_GREY = 0.5
@@ -239,23 +239,96 @@ def _check_mesh(mesh: Mesh) -> None:
         raise DreamliftError("the mesh has no faces; nothing to write")
 
 
-def glb_bytes(mesh: Mesh) -> bytes:
-    """The binary glTF (.glb) of ``mesh``: one node, smooth normals, COLOR_0 as uint8 RGBA.
+def _texture_size(n_faces: int) -> int:
+    """Texels per side of the baked texture: at least 4 texels per triangle (the colours are smooth: they come
+    from a field far coarser than the mesh), a power of two from 256 to 2048."""
+    side = int(np.sqrt(4 * n_faces))
+    return int(min(2048, max(256, 1 << max(0, side - 1).bit_length())))
 
-    The mesh gets a plain material (white base colour, metallic 0, roughness 0.9) because
-    glTF multiplies COLOR_0 with the material's base colour, and the spec's default material
-    is fully metallic, which viewers show as dark metal.
+
+def bake_vertex_colours(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, size: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unwrap the mesh (xatlas) and paint its vertex colours, interpolated over each triangle, into a texture.
+
+    Returns ``(vmap, faces, uv, image)``: the new vertices are ``vertices[vmap]`` (xatlas splits vertices along
+    chart seams), ``uv`` is (V', 2) with the origin at the image's bottom-left (trimesh's convention; the glb
+    stores 1 - v), and ``image`` is (H, W, 3) uint8, about ``size`` texels a side (xatlas sets the exact sides). Texels no triangle covers take the colour of the
+    nearest covered texel, so bilinear sampling at a chart's edge never reads the background.
+    """
+    import xatlas
+    from scipy import ndimage
+
+    size = size or _texture_size(len(faces))
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
+    pack = xatlas.PackOptions()
+    pack.resolution, pack.padding = size, 2  # charts 2 texels apart: a texel's nearest chart is its own
+    atlas.generate(xatlas.ChartOptions(), pack)
+    vmap, new_faces, uv = atlas[0]
+    vmap, new_faces, uv = vmap.astype(np.int64), new_faces.astype(np.int64), uv.astype(np.float64)
+    width, height = int(atlas.width), int(atlas.height)
+    col = colors[vmap]
+    pix = np.stack([uv[:, 0] * width, (1.0 - uv[:, 1]) * height], axis=1)  # image x (column) and y (row)
+    tri = pix[new_faces]  # (F, 3, 2)
+    top = np.array([width - 1, height - 1])
+    lo = np.clip(np.floor(tri.min(1) - 0.5), 0, top).astype(np.int64)
+    hi = np.clip(np.ceil(tri.max(1) - 0.5), 0, top).astype(np.int64)
+    w, h = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
+    count = w * h
+    face = np.repeat(np.arange(len(new_faces)), count)  # one entry per (triangle, texel of its bounding box)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    tx = lo[face, 0] + local % w[face]
+    ty = lo[face, 1] + local // w[face]
+    p = np.stack([tx + 0.5, ty + 0.5], axis=1)  # texel centres
+    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
+    v0, v1, v2 = b - a, c - a, p - a
+    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
+    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
+    den = d00 * d11 - d01 * d01
+    ok = np.abs(den) > 1e-12
+    den = np.where(ok, den, 1.0)
+    l1 = (d11 * d20 - d01 * d21) / den
+    l2 = (d00 * d21 - d01 * d20) / den
+    l0 = 1.0 - l1 - l2
+    inside = ok & (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
+    f, bary = face[inside], np.stack([l0, l1, l2], 1)[inside]
+    rgb = (bary[:, :, None] * col[new_faces[f]]).sum(1)
+    image = np.zeros((height, width, 3), np.float64)
+    covered = np.zeros((height, width), bool)
+    image[ty[inside], tx[inside]] = rgb
+    covered[ty[inside], tx[inside]] = True
+    # every triangle's vertices get a texel even where the triangle covers no texel centre
+    vx = np.clip(np.floor(pix).astype(np.int64), 0, top)
+    free = ~covered[vx[:, 1], vx[:, 0]]
+    image[vx[free, 1], vx[free, 0]] = col[free]
+    covered[vx[free, 1], vx[free, 0]] = True
+    _, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    image = image[iy, ix]
+    return vmap, new_faces, uv, np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def glb_bytes(mesh: Mesh) -> bytes:
+    """The binary glTF (.glb) of ``mesh``: one node, smooth normals, its colours baked into a texture.
+
+    The vertex colours are painted into a ``baseColorTexture`` over an xatlas unwrap (``bake_vertex_colours``),
+    so every glTF viewer and ``trimesh.load`` with its defaults show them (trimesh reads a primitive that has a
+    material as a textured mesh and sets COLOR_0 aside, and without a material viewers use the spec's default,
+    fully metallic, which shows as dark metal). The texture is sRGB, as glTF says base-colour textures are: the
+    colours appear as the renders and the turntable show them. The material is plain (white factor, metallic
+    0, roughness 0.9). Normals are the unsplit mesh's, so the seams of the unwrap do not show.
     """
     import trimesh
+    from PIL import Image
     from trimesh.visual.material import PBRMaterial
     from trimesh.visual.texture import TextureVisuals
 
     _check_mesh(mesh)
+    normals = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).vertex_normals
+    vmap, faces, uv, image = bake_vertex_colours(mesh.vertices, mesh.faces, mesh.colors)
     material = PBRMaterial(name="dreamlift", baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0,
-                           roughnessFactor=0.9)
-    visual = TextureVisuals(material=material)
-    visual.vertex_attributes["color"] = _rgba8(mesh.colors)
-    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=visual, process=False)
+                           roughnessFactor=0.9, baseColorTexture=Image.fromarray(image, "RGB"))
+    tm = trimesh.Trimesh(mesh.vertices[vmap], faces, vertex_normals=normals[vmap],
+                         visual=TextureVisuals(uv=uv, material=material), process=False)
     return tm.export(file_type="glb", include_normals=True)
 
 
@@ -315,6 +388,8 @@ def _trimesh_colours(tm: "trimesh.Trimesh") -> np.ndarray | None:
     visual = tm.visual
     if getattr(visual, "kind", None) == "vertex":
         c = visual.vertex_colors
+    elif getattr(visual, "kind", None) == "texture" and getattr(visual.material, "baseColorTexture", None) is not None:
+        c = visual.to_color().vertex_colors  # a .glb written by glb_bytes: the texture at each vertex's uv
     elif "color" in getattr(visual, "vertex_attributes", {}):  # .glb with a material
         c = visual.vertex_attributes["color"]
     elif "color" in tm.vertex_attributes:  # .obj with a material

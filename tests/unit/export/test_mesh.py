@@ -165,17 +165,34 @@ def coloured_mesh():
     return extract_mesh(sphere(), colour_fn=lambda p: (p + 1) / 2, resolution=40)
 
 
-def test_glb_round_trips_through_trimesh_with_vertex_colours(coloured_mesh, tmp_path):
+def _same_triangles(a_vertices, a_faces, b_vertices, b_faces):
+    """The two meshes have the same triangles (as point triples, any vertex numbering)."""
+    def key(v, f):
+        tri = np.round(np.asarray(v, np.float64)[f], 5)  # (F, 3, 3)
+        order = np.lexsort(tri.transpose(2, 0, 1)[::-1], axis=-1)  # each triangle's corners in a fixed order
+        return sorted(map(tuple, np.take_along_axis(tri, order[:, :, None], 1).reshape(len(f), 9)))
+    return key(a_vertices, a_faces) == key(b_vertices, b_faces)
+
+
+def test_glb_shows_its_colours_in_trimeshs_default_load(coloured_mesh, tmp_path):
+    """trimesh.load with no options gives a textured mesh whose colour at every vertex is the mesh's colour; the
+    unwrap splits vertices along its seams but keeps every triangle."""
     m = coloured_mesh
     path = write_glb(m, tmp_path / "out" / "sphere.glb")
     scene = trimesh.load(path)
     (g,) = scene.geometry.values()
-    assert len(g.vertices) == len(m.vertices) and len(g.faces) == len(m.faces)
-    assert np.allclose(g.vertices, m.vertices, atol=1e-6) and np.array_equal(g.faces, m.faces)
-    rgba = g.visual.vertex_attributes["color"]  # trimesh keeps COLOR_0 here when there is a material
-    assert rgba.dtype == np.uint8 and np.abs(rgba[:, :3] / 255.0 - m.colors).max() <= 0.5 / 255 + 1e-6
+    assert g.visual.kind == "texture" and g.visual.material.baseColorTexture is not None
+    assert len(g.faces) == len(m.faces) and len(g.vertices) >= len(m.vertices)
+    assert _same_triangles(g.vertices, g.faces, m.vertices, m.faces)
+    # each loaded vertex is an original one: compare its colour with that vertex's
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(m.vertices).query(g.vertices)
+    assert dist.max() < 1e-5
+    rgb = g.visual.to_color().vertex_colors[:, :3] / 255.0
+    assert np.abs(rgb - m.colors[idx]).max() <= 4 / 255, np.abs(rgb - m.colors[idx]).max()
     back = read_mesh(path)
-    assert np.abs(back.colors - m.colors).max() <= 0.5 / 255 + 1e-6 and np.array_equal(back.faces, m.faces)
+    assert len(back.faces) == len(m.faces) and np.abs(back.colors - m.colors[idx]).max() <= 4 / 255
 
 
 def test_glb_json_is_what_viewers_need(coloured_mesh):
@@ -186,13 +203,41 @@ def test_glb_json_is_what_viewers_need(coloured_mesh):
     gltf = json.loads(data[20 : 20 + chunk_len])
     assert chunk_type == b"JSON"
     (prim,) = gltf["meshes"][0]["primitives"]
-    assert {"POSITION", "NORMAL", "COLOR_0"} <= set(prim["attributes"])
-    colour = gltf["accessors"][prim["attributes"]["COLOR_0"]]
-    assert colour["componentType"] == 5121 and colour["normalized"] and colour["type"] in ("VEC3", "VEC4")
+    assert {"POSITION", "NORMAL", "TEXCOORD_0"} <= set(prim["attributes"])
+    assert "COLOR_0" not in prim["attributes"]  # viewers would multiply it with the texture
     position = gltf["accessors"][prim["attributes"]["POSITION"]]
     assert "min" in position and "max" in position  # required by the spec
     material = gltf["materials"][prim["material"]]["pbrMetallicRoughness"]
-    assert material["metallicFactor"] == 0 and material["baseColorFactor"] == [1.0, 1.0, 1.0, 1.0]
+    assert material["metallicFactor"] == 0 and material.get("baseColorFactor", [1.0] * 4) == [1.0, 1.0, 1.0, 1.0]
+    texture = gltf["textures"][material["baseColorTexture"]["index"]]
+    assert gltf["images"][texture["source"]]["mimeType"] == "image/png"
+
+
+def test_baking_paints_each_triangle_with_its_interpolated_colours():
+    """A square of two triangles with four corner colours: every texel inside a triangle is the barycentric mix
+    of its corners (to 8-bit rounding), and the whole texture is filled."""
+    from dreamlift.export.mesh import bake_vertex_colours
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    f = np.array([[0, 1, 2], [0, 2, 3]])
+    c = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], float)
+    vmap, faces, uv, image = bake_vertex_colours(v, f, c, size=64)
+    height, width = image.shape[:2]
+    assert 32 <= height <= 64 and 32 <= width <= 64 and len(faces) == 2
+    col = c[vmap]
+    pix = np.stack([uv[:, 0] * width, (1 - uv[:, 1]) * height], 1)
+    errs = []
+    for tri in faces:
+        a, b, cc = pix[tri]
+        for y in range(height):
+            for x in range(width):
+                p = np.array([x + 0.5, y + 0.5])
+                m = np.array([b - a, cc - a]).T
+                l1, l2 = np.linalg.solve(m, p - a)
+                if min(l1, l2, 1 - l1 - l2) > 0.02:
+                    want = (1 - l1 - l2) * col[tri[0]] + l1 * col[tri[1]] + l2 * col[tri[2]]
+                    errs.append(np.abs(image[y, x] / 255.0 - want).max())
+    assert len(errs) > 200 and max(errs) <= 0.5 / 255 + 1e-9
 
 
 def test_obj_and_mtl_round_trip_through_trimesh(coloured_mesh, tmp_path):
@@ -251,6 +296,6 @@ def test_world_mug_exports_red(tmp_path):
     # The handle is on the +x side: the mesh reaches further along +x than -x.
     assert m.vertices[:, 0].max() > -m.vertices[:, 0].min()
     (g,) = trimesh.load(write_glb(m, tmp_path / "mug.glb")).geometry.values()
-    rgb = g.visual.vertex_attributes["color"][:, :3].astype(int)
+    rgb = g.visual.to_color().vertex_colors[:, :3].astype(int)
     red = (rgb[:, 0] > 180) & (rgb[:, 1] < 60) & (rgb[:, 2] < 60)
     assert red.mean() > 0.9
