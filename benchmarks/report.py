@@ -51,8 +51,12 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def write_section(name: str, title: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md."""
+JSON_DIR = ROOT / "docs" / "benchmarks"
+
+
+def write_section(name: str, title: str, body: str, data: dict | None = None) -> None:
+    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md; with ``data``, also write its figures as
+    docs/benchmarks/NAME.json (with the same command, machine, date and commit)."""
     script = Path(sys.argv[0]).resolve().relative_to(ROOT)  # as run from the repository root
     command = " ".join(["python", str(script), *sys.argv[1:]])
     stamp = datetime.date.today().isoformat()
@@ -66,4 +70,11 @@ def write_section(name: str, title: str, body: str) -> None:
         doc = doc.rstrip() + "\n\n" + text + "\n"
     from dreamlift.config import atomic_write
 
+    if data is not None:
+        import json
+
+        JSON_DIR.mkdir(parents=True, exist_ok=True)
+        record = {"section": name, "title": title, "command": command, "machine": machine(), "date": stamp,
+                  "commit": git_rev(), "data": data}
+        atomic_write(JSON_DIR / f"{name}.json", (json.dumps(record, indent=1) + "\n").encode())
     atomic_write(DOC, doc.encode())
