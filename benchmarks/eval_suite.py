@@ -46,7 +46,8 @@ def main() -> None:
                   f"Wall time {summary['wall_seconds'] / 60:.1f} min with {args.jobs} job(s) for the "
                   f"{summary['run_now']} prompt(s) run by this invocation"
                   + (f" ({before} finished by an earlier run were scored from their files)" if before else "")
-                  + f"; results in `{cfg.out_dir}`. Column 'time s' is each prompt's own generate wall time.\n\n{body}")
+                  + f"; results in `{cfg.out_dir}`. Column 'time s' is each prompt's own generate wall time.\n\n{body}",
+                  data=summary)
 
 
 if __name__ == "__main__":

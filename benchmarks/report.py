@@ -76,5 +76,5 @@ def write_section(name: str, title: str, body: str, data: dict | None = None) ->
         JSON_DIR.mkdir(parents=True, exist_ok=True)
         record = {"section": name, "title": title, "command": command, "machine": machine(), "date": stamp,
                   "commit": git_rev(), "data": data}
-        atomic_write(JSON_DIR / f"{name}.json", (json.dumps(record, indent=1) + "\n").encode())
+        atomic_write(JSON_DIR / f"{name}.json", (json.dumps(record, indent=1, default=str) + "\n").encode())
     atomic_write(DOC, doc.encode())

@@ -139,7 +139,9 @@ def main() -> None:
     print(body)
     if not args.no_write:
         write_section(f"representations-{args.suite}", f"Suite {args.suite}: NeRF and 3D Gaussians in one run "
-                      f"(fast presets, seeds {', '.join(map(str, seeds))})", body)
+                      f"(fast presets, seeds {', '.join(map(str, seeds))})", body,
+                      data={"runs": {f"{r}-s{s}": runs[(r, s)] for r, s in runs}, "ceiling": ceiling,
+                            "bench": bench})
 
 
 if __name__ == "__main__":

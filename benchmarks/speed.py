@@ -26,7 +26,7 @@ def main() -> None:
     print(result["markdown"])
     body = ("Prompt 'a red mug', built-in prior. 'est. train min/prompt' = setup + the preset's full step count at "
             "the measured rate (export of mesh and video not included).\n\n" + result["markdown"])
-    write_section("speed", "Generate: speed per preset", body)
+    write_section("speed", "Generate: speed per preset", body, data=result)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""Regenerate docs/BENCHMARKS.md: every section of the current defaults, at one commit, with the inputs they need.
+
+    python benchmarks/run_all.py                     # every area, in order (about 3.5 h on 2 CPU cores)
+    python benchmarks/run_all.py --areas speed core  # some of them
+
+Areas, each one benchmark script (its docstring says what it measures) writing its section and JSON:
+
+- ``speed``: ``dreamlift bench`` per preset (``speed.py``), minutes.
+- ``prior``: the built-in prior's sampling bar and its evaluator on held-out renders (``prior_quality.py``);
+  the held-out set (``data/world-heldout``, 10,000 renders of seed 1) is made first if it is missing.
+- ``colour-words``: the colour tables and the prior's samples of colour words (``colour_words.py``), 6 min.
+- ``core``: suite core-v1 with both representations, the Gaussians' ceiling and the step split
+  (``representations.py``, seeds from ``--seeds``), then the NeRF's ceiling (``eval_suite.py --ceiling``);
+  about 50 min a seed, 12 min the NeRF ceiling, with 2 worker processes.
+
+Results go to ``results/current-*`` (made by these scripts, resumable: a rerun after an interruption scores the
+prompts already finished). Run it alone on the machine: the figures include wall times. A section stamps the
+commit it ran at; run it on a clean tree so every section names the same one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+AREAS = ("speed", "prior", "colour-words", "core")
+
+
+def _run(argv: list[str], env: dict | None = None) -> None:
+    print("+", " ".join(argv), flush=True)
+    subprocess.run([sys.executable, *argv], cwd=ROOT, check=True, env={**os.environ, **(env or {})})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--areas", nargs="+", choices=AREAS, default=list(AREAS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the core-v1 runs")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    if dirty:
+        print("warning: the tree has uncommitted changes; the sections will name a commit that is not what ran",
+              file=sys.stderr)
+    one_thread = {"OMP_NUM_THREADS": "1"}  # each worker process is one torch thread beside the other
+    for area in args.areas:
+        if area == "speed":
+            _run(["benchmarks/speed.py", "--steps", "50"])
+        elif area == "prior":
+            heldout = ROOT / "data" / "world-heldout"
+            if not heldout.exists():
+                _run(["-m", "dreamlift.cli", "make-dataset", "--out", str(heldout), "--num-images", "10000",
+                      "--seed", "1"])
+            _run(["benchmarks/prior_quality.py", "--heldout", str(heldout)])
+        elif area == "colour-words":
+            _run(["benchmarks/colour_words.py"])
+        elif area == "core":
+            _run(["benchmarks/representations.py", "--suite", "core-v1", "--seeds", *map(str, args.seeds),
+                  "--jobs", str(args.jobs), "--ceiling", "--out", "results/current-core-v1"], env=one_thread)
+            _run(["benchmarks/eval_suite.py", "--suite", "core-v1", "--jobs", str(args.jobs), "--ceiling",
+                  "--out", "results/current-core-v1-ceiling"], env=one_thread)
+
+
+if __name__ == "__main__":
+    main()
