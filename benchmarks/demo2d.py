@@ -45,7 +45,8 @@ def main() -> None:
             "trained once and sampled with both samplers. SWD: sliced 1-Wasserstein distance between 1000 samples per "
             "class and 1000 fresh target draws (256 projections), mean over the 6 classes; the noise floor is "
             "the same distance between two independent target draws.\n\n" + "\n".join(lines))
-    write_section("demo2d", "DDPM core: the 2D demonstration", body)
+    write_section("demo2d", "DDPM core: the 2D demonstration", body,
+                  data={"runs": [{"sampler": s, "steps": k, "metrics": m} for _, s, k, m in rows]})
 
 
 if __name__ == "__main__":

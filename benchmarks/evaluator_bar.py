@@ -121,7 +121,7 @@ def main() -> None:
             "| true front-facing objects not one-faced | front-facing truth judged overhead | front-facing prior "
             "samples judged overhead |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(lines) + "\n")
-    write_section(args.section, "The prior's sampling bar applied to ground-truth renders", body)
+    write_section(args.section, "The prior's sampling bar applied to ground-truth renders", body, data={"rows": rows})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -94,7 +94,8 @@ def main() -> None:
             "| seed | guidance | DDIM eta | pairs >= 90% category | pairs >= 90% colour | wrong category (of "
             f"{total}) | wrong colour | s / image | failing pairs (lowest accuracy) |\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(lines) + "\n")
-    write_section(args.section, "The built-in prior's sampling bar by guidance scale, DDIM eta and seed", body)
+    write_section(args.section, "The built-in prior's sampling bar by guidance scale, DDIM eta and seed", body,
+                  data={"rows": rows})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

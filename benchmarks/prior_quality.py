@@ -193,7 +193,8 @@ typed" (`--keep-unknown-words`), from the same noise. The rewrites: {rewrites}.
 Weakest prompts by category accuracy: {', '.join(f"{r['prompt']!r} {r['category_acc']:.0%}" for r in worst)}.
 By colour accuracy: {', '.join(f"{r['prompt']!r} {r['colour_acc']:.0%}" for r in worst_colour)}.
 """
-    write_section("prior", "The built-in prior and its evaluator", body)
+    write_section("prior", "The built-in prior and its evaluator", body,
+                  data={"evaluator": acc, "pairs": rows, "synonyms": syn_rows, "views": view_rows})
     if args.json:
         args.json.write_text(json.dumps({"evaluator": acc, "pairs": rows, "synonyms": syn_rows, "views": view_rows},
                                         indent=1))

@@ -6,12 +6,16 @@
 Areas, each one benchmark script (its docstring says what it measures) writing its section and JSON:
 
 - ``speed``: ``dreamlift bench`` per preset (``speed.py``), minutes.
-- ``prior``: the built-in prior's sampling bar and its evaluator on held-out renders (``prior_quality.py``);
-  the held-out set (``data/world-heldout``, 10,000 renders of seed 1) is made first if it is missing.
+- ``prior``: the built-in prior's sampling bar and its evaluator on held-out renders (``prior_quality.py``),
+  the bar at the settings ``dreamlift sample`` uses at five seeds (``prior_guidance.py``) and what the bar can
+  measure (``evaluator_bar.py``); the held-out set (``data/world-heldout``, 10,000 renders of seed 1) is made
+  first if it is missing.
 - ``colour-words``: the colour tables and the prior's samples of colour words (``colour_words.py``), 6 min.
 - ``core``: suite core-v1 with both representations, the Gaussians' ceiling and the step split
   (``representations.py``, seeds from ``--seeds``), then the NeRF's ceiling (``eval_suite.py --ceiling``);
   about 50 min a seed, 12 min the NeRF ceiling, with 2 worker processes.
+- ``sd-speed``: one SDS step with a Stable-Diffusion-sized denoiser (``sd_speed.py``), 10 min on this CPU.
+- ``world``, ``demo2d``: making the world's datasets (``world_dataset.py``) and the 2D DDPM demo (``demo2d.py``).
 
 Results go to ``results/current-*`` (made by these scripts, resumable: a rerun after an interruption scores the
 prompts already finished). Run it alone on the machine: the figures include wall times. A section stamps the
@@ -28,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-AREAS = ("speed", "prior", "colour-words", "core")
+AREAS = ("speed", "prior", "colour-words", "core", "sd-speed", "world", "demo2d")
 
 
 def _run(argv: list[str], env: dict | None = None) -> None:
@@ -57,6 +61,12 @@ def main() -> None:
                 _run(["-m", "dreamlift.cli", "make-dataset", "--out", str(heldout), "--num-images", "10000",
                       "--seed", "1"])
             _run(["benchmarks/prior_quality.py", "--heldout", str(heldout)])
+            samples, seeds = ROOT / "results" / "current-samples", ["0", "1", "2", "3", "4"]
+            _run(["benchmarks/prior_guidance.py", "--guidance", "3", "--eta", "1", "--fp32", "--seeds", *seeds,
+                  "--samples", str(samples), "--section", "prior-fp32-shipped-judge"])
+            _run(["benchmarks/evaluator_bar.py", "--heldout", str(heldout), "--evaluators", "shipped",
+                  "--draws", "2000", "--prior-samples",
+                  *(str(samples / f"s{s}-g3-eta1-k50-n8-fp32.pt") for s in seeds)])
         elif area == "colour-words":
             _run(["benchmarks/colour_words.py"])
         elif area == "core":
@@ -64,6 +74,12 @@ def main() -> None:
                   "--jobs", str(args.jobs), "--ceiling", "--out", "results/current-core-v1"], env=one_thread)
             _run(["benchmarks/eval_suite.py", "--suite", "core-v1", "--jobs", str(args.jobs), "--ceiling",
                   "--out", "results/current-core-v1-ceiling"], env=one_thread)
+        elif area == "sd-speed":
+            _run(["benchmarks/sd_speed.py", "--steps", "3", "--warmup", "1", "--repeats", "3"])
+        elif area == "world":
+            _run(["benchmarks/world_dataset.py", "--images", "10000", "--runs", "3"])
+        elif area == "demo2d":
+            _run(["benchmarks/demo2d.py", "--runs", "2"])
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def main() -> None:
     print(table)
     if args.tiny:
         return
-    write_section("sd-speed", f"Generate with a Stable-Diffusion-sized denoiser ({args.device})", table)
+    write_section("sd-speed", f"Generate with a Stable-Diffusion-sized denoiser ({args.device})", table, data=result)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def main() -> None:
     body = (f"`make_dataset` of {args.images} images at 64x64 with {args.workers} worker processes, wall time "
             "including writing compressed shards. Target: 100k images in well under 10 minutes.\n\n"
             + "\n".join(lines))
-    write_section("world", "World dataset generation", body)
+    write_section("world", "World dataset generation", body, data={"images_per_second": rates})
 
 
 if __name__ == "__main__":
