@@ -407,9 +407,25 @@ def _review_prompt(cfg: GenerateConfig) -> None:
     from .prior.vocabulary import review_prompt, terminal_ask
 
     shipped = cfg.model is None  # another exported prior may have other captions: its words are not rewritten
+    accepted = cfg.accept_rewrite or (cfg.resume and _saved_setting(cfg, "accept_rewrite") is True)
     review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
-                  keep_unknown_words=cfg.keep_unknown_words or not shipped, accept_rewrite=cfg.accept_rewrite,
+                  keep_unknown_words=cfg.keep_unknown_words or not shipped, accept_rewrite=accepted,
                   ask=terminal_ask())
+
+
+def _saved_setting(cfg: GenerateConfig, key: str):
+    """``key`` of the config saved with the checkpoint ``--resume`` would continue (None if there is none): a
+    resumed run keeps the consent its first run was given."""
+    from .checkpoint import read_state_header
+    from .runfolder import RunFolder
+
+    for path in (RunFolder(cfg.out).stage / CHECKPOINT, cfg.out / CHECKPOINT):
+        if path.is_file():
+            try:
+                return read_state_header(path)["config"].get(key)
+            except (DreamliftError, OSError, KeyError, TypeError, AttributeError, ValueError):
+                return None  # _plan reports an unreadable checkpoint
+    return None
 
 
 def run_generate(cfg: GenerateConfig) -> dict:

@@ -78,6 +78,10 @@ def test_colour_words_are_read_rewrites_that_change_the_object_need_consent_and_
     assert "never saw 'sedan'" in err and "'a cyan car'" in err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["prompt"] == "a cyan sedan" and metrics["conditioning_prompt"] == "a cyan car"
+    # resuming keeps the consent the first run was given
+    more = [*TINY, "--steps", str(metrics["steps"] + 2)]  # (the last --steps wins)
+    assert main(["generate", "a cyan sedan", "--out", str(out), *more, "--resume"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
     kept = tmp_path / "kept"
     assert main(["generate", "a cyan sedan", "--out", str(kept), *TINY, "--keep-unknown-words"]) == 0
     assert "never saw" not in capsys.readouterr().err
