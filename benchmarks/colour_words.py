@@ -32,6 +32,48 @@ def article(text: str) -> str:
     return ("an " if text[0] in "aeiou" else "a ") + text
 
 
+def variant_colour(word: str, order=("xkcd", "css4"), metric="ciede2000", black_rule=True, heads=True):
+    """The world colour of ``word`` under a variant of the rules of dreamlift.prior.colour_words (for the decision
+    page): another table order, CIE76 instead of CIEDE2000, black for any colour, no head-word rule."""
+    import math
+
+    from dreamlift.prior import colour_words as cw
+    from dreamlift.world.colours import COLOURS
+
+    words = word.split()
+    training = cw._training_colour_of()
+    if word in cw.MATERIALS:
+        return cw.MATERIALS[word]
+    if heads and len(words) > 1 and words[-1] in training:
+        return training[words[-1]]
+    xkcd, css4 = cw._tables()
+    tables = {"xkcd": xkcd, "css4": {k: v for k, v in css4.items()}}
+    hex_code = None
+    for name in order:
+        key = word if name == "xkcd" else word.replace(" ", "")
+        if key in tables[name]:
+            hex_code = tables[name][key]
+            break
+    if hex_code is None:
+        close = __import__("difflib").get_close_matches(word, list(xkcd), n=1, cutoff=0.9)
+        if not close:
+            return None
+        hex_code = xkcd[close[0]]
+    lab = cw.srgb_to_lab(cw._rgb(hex_code))
+    chroma = math.hypot(lab[1], lab[2])
+    dist = cw.delta_e_2000 if metric == "ciede2000" else (lambda a, b: math.dist(a, b))
+    cands = {c: cw.srgb_to_lab(rgb) for c, rgb in COLOURS.items() if c != "black" or not black_rule
+             or chroma < cw.NEUTRAL_CHROMA}
+    return min(cands, key=lambda c: dist(lab, cands[c]))
+
+
+VARIANTS = {"shipped: XKCD then CSS4, CIEDE2000, black only near-neutral, head words": {},
+            "CSS4 before XKCD": {"order": ("css4", "xkcd")},
+            "CIE76 (Euclidean in CIELAB) instead of CIEDE2000": {"metric": "cie76"},
+            "black a candidate for every colour": {"black_rule": False},
+            "no head-word rule ('navy blue' looked up whole)": {"heads": False}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=16, help="samples per prompt and way")
@@ -58,6 +100,8 @@ def main() -> None:
     table_ok = sum(r["table"] == r["want"] for r in rows)
     enc_ok = sum(r["encoder"] == r["want"] for r in rows)
 
+    variants = {name: sum(variant_colour(w, **kw) == want for w, want in COLOUR_WORDS_V1)
+                for name, kw in VARIANTS.items()}
     chosen = [rows[i] for i in list(range(0, 40, 5)) + list(range(1, 40, 5))]
     ev = Evaluator()
     ways = {"tables (now)": lambda r: (prior, r["rewrite"]),
@@ -81,6 +125,8 @@ def main() -> None:
         src = f"{r['source']} ({r['name']}, {r['hex']})" if r["hex"] else (r["source"] or "none")
         mark = lambda c: f"**{c}**" if c == r["want"] else str(c)  # noqa: E731
         lines.append(f"| {r['word']} | {r['want']} | {mark(r['table'])} | {src} | {mark(r['encoder'])} |")
+    lines += ["", "The rules compared (the same 40 words; each row changes one rule):", "",
+              "| rules | right of 40 |", "|---|---|"] + [f"| {k} | {v} |" for k, v in variants.items()]
     lines += ["", f"Samples: {len(chosen)} of the words, {args.n} samples each way (DDPM, {args.steps} steps, "
               f"guidance {args.guidance}, seed {args.seed}), colour named by the evaluator; the share of samples in "
               "the colour a person names:", "",
@@ -92,7 +138,7 @@ def main() -> None:
         lines.append(f"| {r['prompt']} | {r['want']} | " + " | ".join(cells) + " |")
     write_section("colour-words", "Colour words: the colour tables against the text encoder, and the prior's "
                   "samples", "\n".join(lines),
-                  data={"mapping": rows, "table_right": table_ok, "encoder_right": enc_ok, "n": n,
+                  data={"mapping": rows, "table_right": table_ok, "encoder_right": enc_ok, "n": n, "variants": variants,
                         "sample_share": share, "settings": vars(args)})
     print("\n".join(lines[:1] + lines[-len(chosen) - 8:]))
 
