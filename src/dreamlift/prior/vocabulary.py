@@ -105,9 +105,11 @@ class Rewrite:
         if self.colours and not self.changes_object:
             read = "; ".join(m.describe() for m in self.colours)
             return f"colour words read as world colours: {read}; the built-in prior is conditioned on {self.text!r}"
-        listed = ", ".join(repr(w) for w in self.unknown)
+        listed = ", ".join(repr(w) for w in (self.other or self.unknown))
+        read = f"; colour words read as world colours: {'; '.join(m.describe() for m in self.colours)}" \
+            if self.colours else ""
         return (f"the built-in prior never saw {listed} in training; it is conditioned on {self.text!r}, the "
-                f"world caption nearest {self.prompt!r} by the text encoder (--keep-unknown-words to use the "
+                f"world caption nearest {self.prompt!r} by the text encoder{read} (--keep-unknown-words to use the "
                 f"prompt as typed)")
 
     def refusal(self) -> str:
