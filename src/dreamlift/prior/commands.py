@@ -89,10 +89,13 @@ def run_sample(cfg: SampleConfig) -> Path:
     from .text_encoder import TextEncoder
     from .vocabulary import review_prompt, terminal_ask
 
-    review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
-                  keep_unknown_words=cfg.keep_unknown_words or cfg.weights is not None,
-                  accept_rewrite=cfg.accept_rewrite, ask=terminal_ask())
-    prior = BuiltinPrior(cfg.weights, rewrite_unknown_words=not cfg.keep_unknown_words)
+    def review() -> None:
+        review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
+                      keep_unknown_words=cfg.keep_unknown_words or cfg.weights is not None,
+                      accept_rewrite=cfg.accept_rewrite, ask=terminal_ask())
+
+    prior = BuiltinPrior(cfg.weights, rewrite_unknown_words=not cfg.keep_unknown_words)  # its errors first
+    review()
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
     rewrite = prior.rewrite(cfg.prompt)
