@@ -73,6 +73,11 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
     "bench": ("measure generate's speed per preset and device: steps/s, time per phase, peak memory, "
               "SDS step vs one denoiser call", _lazy("evaluate.bench", "BenchConfig"),
               _call("evaluate.bench", "run_bench_command")),
+    "batch": ("run many prompts (a text file or JSONL), one generate run each, on local worker processes or a "
+              "Ray cluster; resumable; write OUT/summary.json and summary.md", _lazy("batch", "BatchConfig"),
+              _call("batch", "run_batch_command")),
+    "app": ("start the web app: a prompt box, live progress, the result in an interactive 3D viewer, a gallery "
+            "of earlier runs (needs dreamlift[app])", _lazy("app", "AppConfig"), _call("app", "run_app_command")),
     "train-evaluator": ("train the independent category/colour/view classifier on ground-truth renders",
                         _lazy("evaluate.classifier", "TrainEvaluatorConfig"),
                         _call("evaluate.classifier", "run_train_evaluator")),
@@ -92,7 +97,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == chosen:  # building every subcommand's options would import all of dreamlift
             show_expert = "--help-all" in argv
-            add_config_arguments(p, load_config(), show_expert=show_expert)
+            cls = load_config()
+            add_config_arguments(p, cls, show_expert=show_expert)
+            if hasattr(cls, "add_extra_arguments"):  # batch: generate's options too
+                cls.add_extra_arguments(p, show_expert)
             positional = [a.metavar or a.dest for a in p._actions if not a.option_strings]
             p.usage = " ".join(["%(prog)s [options]", *positional])
             expert = [g.title for g in p._action_groups if (g.title or "").startswith(EXPERT)]
@@ -115,10 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .interrupt import EXIT_INTERRUPTED
 
     try:
-        cfg = config_from_args(load_config(), ns)
+        cls = load_config()
+        cfg = cls.from_namespace(ns) if hasattr(cls, "from_namespace") else config_from_args(cls, ns)
         check_values(cfg)  # finite, in range, valid UTF-8: before any work
-        run(cfg)
-        return 0
+        code = run(cfg)
+        return code if isinstance(code, int) else 0
     except DreamliftError as exc:
         _say(ns.command, f"error: {exc}")
         return 2

@@ -101,8 +101,8 @@ def check_values(cfg: Any, prefix: str = "") -> None:
         name = _flag((prefix + f.name).replace(".", "-"))
         if f.metadata.get("positional"):
             name = f.name.upper()
-        if dataclasses.is_dataclass(value):
-            check_values(value, prefix=f"{prefix}{f.name}.")
+        if dataclasses.is_dataclass(value):  # ("flat": a config whose options are the command's own, as batch's)
+            check_values(value, prefix=prefix if f.metadata.get("flat") else f"{prefix}{f.name}.")
             continue
         for v in (value if isinstance(value, tuple) else (value,)):
             _check_one(name, f, v)

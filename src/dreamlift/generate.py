@@ -38,8 +38,10 @@ CHECKPOINT = "checkpoint.safetensors"
 LEGACY_CHECKPOINT = "checkpoint.pt"  # pickles of older versions: never loaded
 # Settings a resumed run may change: the length of the run, its exports and its bookkeeping. Any other
 # difference would continue one run under another's settings.
-RESUMABLE = frozenset({"out", "resume", "force", "progress", "device", "steps", "checkpoint_every", "accept_rewrite",
+RESUMABLE = frozenset({"out", "resume", "force", "progress", "preview_every", "device", "steps", "checkpoint_every",
+                       "accept_rewrite",
                        "mesh_resolution", "video_frames", "video_resolution", "surface_density"})
+PROGRESS_FILES = ("progress.json", "preview.png")  # in the staging folder while a run is watched (--preview-every)
 OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "model.ply", "turntable.mp4", "views.png", "config.json", "metrics.json")
 
 # Settings each preset fills in when the user leaves them unset (None).
@@ -124,6 +126,8 @@ class GenerateConfig:
     video_resolution: int | None = option(None, "turntable size in pixels (default: the preset's)", group="outputs",
                                           low=16, high=1024)
     progress: bool = option(True, "show a progress bar", group="the run")
+    preview_every: float = option(0.0, "seconds between progress.json + preview.png updates for the web app (0: "
+                                       "off)", group="outputs", low=0, high=3600)
     sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "score distillation"})
     nerf: NeRFConfig = field(default_factory=NeRFConfig, metadata={"group": "expert: the NeRF"})
     gaussians: GaussiansConfig = field(default_factory=GaussiansConfig, metadata={"group": "expert: 3D Gaussians"})
@@ -478,6 +482,8 @@ def run_training(cfg: GenerateConfig, build) -> dict:
             metrics = {"prompt": cfg.prompt, **extra, "out": str(cfg.out), "device": str(device), **metrics}
             atomic_write(folder.stage / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
             stop.check("export")
+            for name in PROGRESS_FILES:  # a watcher's files are not outputs
+                (folder.stage / name).unlink(missing_ok=True)
             folder.commit()
         except BaseException as exc:
             kept = ckpt.is_file()
@@ -505,13 +511,18 @@ def _train_and_export(gen: Generator, stage: Path, stop, t_start: float) -> dict
     from .export.outputs import write_outputs
 
     cfg = gen.cfg
+    watch = RunWatch(gen, stage) if cfg.preview_every > 0 else None
+    if watch is not None:
+        watch.write("setup")
     gen.prepare()
     stop.check("setup")
     t_setup = time.perf_counter() - t_start
     atomic_write(stage / "config.json", (json.dumps(config_to_dict(cfg), indent=2) + "\n").encode())
     t_loop = time.perf_counter()
-    _train(gen, stage / CHECKPOINT, stop)
+    _train(gen, stage / CHECKPOINT, stop, watch)
     t_train = time.perf_counter() - t_loop
+    if watch is not None:
+        watch.write("export")
     t0 = time.perf_counter()
     export_times = write_outputs(gen, stage, check=lambda: stop.check("export"))
     t_export = time.perf_counter() - t0
@@ -526,7 +537,58 @@ def _train_and_export(gen: Generator, stage: Path, stop, t_start: float) -> dict
     }
 
 
-def _train(gen: Generator, ckpt: Path, stop) -> None:
+class RunWatch:
+    """What a watcher of a run (the web app) reads from its staging folder: progress.json (the phase, the step,
+    steps per second, the last losses) and preview.png (a lambertian render from a camera that circles the
+    object), rewritten at most every ``preview_every`` seconds. The preview draws no random numbers of the run
+    (its generators are set aside), so a watched run is the same run as an unwatched one."""
+
+    def __init__(self, gen: Generator, stage: Path):
+        self.gen, self.stage = gen, stage
+        self.t_last, self.step_last = time.perf_counter(), gen.step
+        self.t_start = self.t_last
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.t_last >= self.gen.cfg.preview_every
+
+    def write(self, phase: str, losses: dict | None = None) -> None:
+        gen, now = self.gen, time.perf_counter()
+        rate = (gen.step - self.step_last) / (now - self.t_last) if phase == "train" and now > self.t_last else None
+        self.t_last, self.step_last = now, gen.step
+        state = {"phase": phase, "step": gen.step, "steps": gen.cfg.steps, "steps_per_second": rate,
+                 "seconds": now - self.t_start, "losses": losses or {}, "updated": time.time()}
+        if phase == "train":
+            self._preview()
+            state["preview"] = "preview.png"
+        atomic_write(self.stage / "progress.json", (json.dumps(state) + "\n").encode())
+
+    def _preview(self) -> None:
+        import io
+
+        from PIL import Image
+
+        from .export.outputs import render_views
+        from .render.camera import CameraSample
+
+        gen = self.gen
+        size = max(64, gen.render_size)
+        az = torch.tensor([(gen.step * 3.0) % 360.0])
+        one = lambda v: torch.tensor([float(v)])  # noqa: E731
+        cams = CameraSample.from_spherical(az, one(15.0), one(sum(gen.cameras.distance) / 2),
+                                           one(sum(gen.cameras.fov_y_deg) / 2), size, size)
+        gen.scene.eval()  # as the outputs will look (3D Gaussians: their 3D filter)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                rgb = render_views(gen.scene, cams, "lambertian", num_samples=gen.cfg.num_samples)[0][0]
+        finally:
+            gen.scene.train()
+        pixels = (rgb.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        atomic_write(self.stage / "preview.png", buf.getvalue())
+
+
+def _train(gen: Generator, ckpt: Path, stop, watch: RunWatch | None = None) -> None:
     """Steps until the end, a checkpoint every checkpoint_every steps and at the end; a stop request (SIGINT,
     SIGTERM) is honoured between two steps, after saving the last whole one."""
     from .interrupt import Interrupted
@@ -545,6 +607,8 @@ def _train(gen: Generator, ckpt: Path, stop) -> None:
                 bar.set_postfix({k: f"{rec[k]:.3g}" for k in gen.LOSS_KEYS[:1]}, refresh=False)
             if gen.step % cfg.checkpoint_every == 0 or gen.step == cfg.steps:
                 gen.save(ckpt)
+            if watch is not None and (watch.due() or gen.step == cfg.steps):
+                watch.write("train", {k: rec[k] for k in gen.LOSS_KEYS})
             if stop.requested:
                 gen.save(ckpt)
                 raise Interrupted(f"{stop.signal_name} at step {gen.step}")

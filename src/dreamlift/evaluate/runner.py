@@ -45,6 +45,10 @@ class EvalConfig:
     steps: int | None = option(None, "optimisation steps per prompt (default: the preset's)")
     seed: int = option(0, "random seed of every run")
     jobs: int = option(1, "prompts run in parallel worker processes (one torch thread each)")
+    ray: str | None = option(None, "run each prompt as a task on a Ray cluster: auto or its ADDRESS, e.g. "
+                                   "127.0.0.1:6379 (needs dreamlift[ray])", metavar="ADDRESS")
+    num_cpus: float = option(1.0, "Ray: CPUs each prompt asks for (also its torch threads)", low=0.01, high=1024)
+    num_gpus: float = option(0.0, "Ray: GPUs each prompt asks for (use with --device cuda)", low=0, high=64)
     ceiling: bool = option(False, "fit the representation to ground-truth renders instead of SDS (its ceiling)")
     force: bool = option(False, "redo prompts that are already finished")
     device: str = option("auto", "cpu, cuda or auto")
@@ -101,7 +105,7 @@ class EvalConfig:
                                                "video_frames", "video_resolution")}
         cfg = GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
                              representation=self.representation, seed=self.seed, device=self.device,
-                             progress=self.progress and self.jobs == 1,
+                             progress=self.progress and self.jobs == 1 and not self.ray,
                              accept_rewrite=True,  # held-out words are part of what a suite measures
                              **sizes)
         return with_overrides(cfg, self.set)
@@ -119,7 +123,9 @@ def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], sco
     it, write score.json. -> row."""
     import torch
 
-    if _orphaned():  # its eval died: take no new prompt
+    from ..executor import orphaned
+
+    if orphaned():  # its eval died: take no new prompt
         os._exit(1)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -138,11 +144,11 @@ def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], sco
             run_ceiling(cfg, prompt) if ceiling else run_generate(cfg)
         scores = score_result(out, prompt, suite, score_cfg)
     except KeyboardInterrupt:
-        if _orphaned():  # stopped because its eval died (the checkpoint is saved): end the worker
+        if orphaned():  # stopped because its eval died (the checkpoint is saved): end the worker
             os._exit(1)
         raise
     except DreamliftError as exc:
-        if _orphaned():
+        if orphaned():
             os._exit(1)
         return {"prompt": prompt.prompt, "slug": prompt.slug, "error": str(exc)}
     write_score(out, scores)
@@ -156,56 +162,13 @@ def _row(out: Path, scores: dict, seconds: float | None = None) -> dict:
             "wall_seconds": seconds}
 
 
-_PARENT: int | None = None  # in a worker process: the pid of its dreamlift eval
-
-
-def _init_worker() -> None:
-    global _PARENT
-    os.environ["OMP_NUM_THREADS"] = "1"
-    _PARENT = os.getppid()
-    _stop_with_parent(_PARENT)
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _orphaned() -> bool:
-    return _PARENT is not None and os.getppid() != _PARENT
-
-
-def _stop_with_parent(parent: int) -> None:
-    """A worker whose ``dreamlift eval`` dies (killed, or its terminal closed) stops instead of running on orphaned
-    beside the next eval (sharing the CPU and the prompt folders with it): it gets SIGTERM, so its generate saves
-    a checkpoint at the next whole step and stops; it then takes no further prompt (``run_prompt`` exits at once
-    when orphaned), and a watch thread ends it 30 s later whatever it is doing. Linux delivers the SIGTERM the
-    moment the parent dies (prctl PR_SET_PDEATHSIG); elsewhere the thread sends it within a second (only
-    there: a second SIGTERM would stop generate at once instead of at a whole step)."""
-    import signal
-    import threading
-
-    try:
-        import ctypes
-
-        armed = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        armed = False
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        if not armed:
-            os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="dreamlift-parent-watch").start()
-
-
 def run_eval(cfg: EvalConfig) -> dict:
     """Run ``dreamlift eval``; returns the summary written to OUT/results.json."""
     from .suite import get_suite
 
     cfg.validate()
+    if cfg.ray:  # a Ray worker's working folder is not ours
+        cfg = replace(cfg, out=Path(os.path.abspath(cfg.out_dir)))
     suite = get_suite(cfg.suite)
     out = cfg.out_dir
     if out.exists() and not out.is_dir():
@@ -223,19 +186,18 @@ def run_eval(cfg: EvalConfig) -> dict:
             print(f"[eval] {prompt.prompt}: finished before, skipped", file=sys.stderr)
         else:
             todo.append((gen_cfg, prompt))
-    t0 = time.perf_counter()
-    if cfg.jobs == 1 or len(todo) <= 1:
-        for gen_cfg, prompt in todo:
-            rows[prompt.slug] = _report(run_prompt(gen_cfg, prompt, suite, cfg.score, cfg.ceiling, fresh=cfg.force))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from ..executor import Task, make_executor
 
-        with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
-            futures = {pool.submit(run_prompt, g, p, suite, cfg.score, cfg.ceiling, 1, cfg.force): p for g, p in todo}
-            for fut in as_completed(futures):
-                rows[futures[fut].slug] = _report(fut.result())
+    executor = make_executor(cfg.jobs if len(todo) > 1 else 1, cfg.ray, inline_single=True,
+                             threads=1 if cfg.jobs > 1 else None)
+    tasks = [Task(p.slug, run_prompt, (g, p, suite, cfg.score, cfg.ceiling, None, cfg.force), num_cpus=cfg.num_cpus,
+                  num_gpus=cfg.num_gpus) for g, p in todo]
+    by_slug = {p.slug: p for _, p in todo}
+    t0 = time.perf_counter()
+    for outcome in executor.run(tasks):
+        prompt = by_slug[outcome.key]
+        row = outcome.value if outcome.ok else {"prompt": prompt.prompt, "slug": prompt.slug, "error": outcome.error}
+        rows[prompt.slug] = _report({**row, "attempts": outcome.attempts})
     ordered = [rows[p.slug] for p in chosen]
     summary = {"suite": cfg.suite, "mode": "ceiling" if cfg.ceiling else "sds", "preset": cfg.preset,
                "steps": cfg.steps, "seed": cfg.seed, "wall_seconds": time.perf_counter() - t0,

@@ -1,0 +1,148 @@
+"""`dreamlift app` served on 127.0.0.1 and used as people use it: in a real browser (Debian's headless Chromium
+driven by Playwright, WebGL through SwiftShader) and through gradio_client's named endpoint /generate.
+
+The browser test types a prompt, runs a few steps, waits for the result and checks that the 3D viewer's canvas
+shows the object (enough pixels that differ from its white background),
+that the download links serve files trimesh loads, and that an empty prompt shows an error in the page."""
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dreamlift.prior.model import SHIPPED_WEIGHTS
+
+pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
+
+CHROMIUM = Path("/usr/bin/chromium")
+TINY = ("steps=4,render_scale=0.5,num_samples=16,mesh_resolution=40,video_frames=4,video_resolution=32,"
+        "area_samples=1,checkpoint_every=2")
+CODE = "import sys; from dreamlift.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dreamlift[app]')")
+    outputs = tmp_path_factory.mktemp("app") / "outputs"
+    port = _free_port()
+    log = open(outputs.parent / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", CODE, "app", "--port", str(port), "--outputs", str(outputs),
+                             "--preview-every", "0.5", "--set", TINY], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"the app did not start: {(outputs.parent / 'app.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, outputs
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_the_app_binds_localhost_by_default():
+    from dreamlift.app import AppConfig
+
+    assert AppConfig().host == "127.0.0.1"
+
+
+def test_generate_through_gradio_client(app_url):
+    import trimesh
+    from gradio_client import Client
+
+    url, outputs = app_url
+    client = Client(url, verbose=False)
+    status, preview, glb, ply, video, views, files, gallery = client.predict("a red mug", api_name="/generate")
+    assert status.startswith("**Done**"), status
+    mesh = trimesh.load(glb, force="mesh")
+    assert len(mesh.faces) > 50
+    names = sorted(Path(f).name for f in files)
+    assert {"model.glb", "model.obj", "turntable.mp4", "views.png", "metrics.json"} <= set(names)
+    (run,) = [p for p in outputs.iterdir() if p.name.startswith("a-red-mug")]
+    assert json.loads((run / "config.json").read_text())["steps"] == 4  # the app's --set
+    assert not (run / "progress.json").exists()  # a watcher's files are not outputs
+    # an empty prompt is refused with a message, not a traceback
+    status = client.predict("   ", api_name="/generate")[0]
+    assert status == "**Error:** the prompt is empty"
+
+
+def _viewer_pixels(page) -> np.ndarray:
+    from PIL import Image
+
+    canvas = page.locator("#model canvas").first
+    canvas.wait_for(timeout=120_000)
+    page.wait_for_timeout(4000)  # the viewer loads the glb and draws
+    return np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+
+
+def _object_pixels(img: np.ndarray) -> int:
+    """Pixels that are neither the viewer's white background nor near it."""
+    return int((np.abs(img - 255).sum(-1) > 60).sum())
+
+
+def test_the_app_in_a_real_browser(app_url, tmp_path):
+    import trimesh
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    url, outputs = app_url
+    with sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.locator("#prompt textarea").fill("")
+            page.locator("#run").click()
+            sync.expect(page.locator("#status")).to_contain_text("Error: the prompt is empty", timeout=60_000)
+
+            page.locator("#prompt textarea").fill("a blue chair")
+            page.locator("#run").click()
+            sync.expect(page.locator("#status")).to_contain_text("Step", timeout=240_000)  # progress streams in
+            sync.expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
+            img = _viewer_pixels(page)
+            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+            assert img.shape[0] > 100 and _object_pixels(img) > 0.005 * img.shape[0] * img.shape[1], \
+                (_object_pixels(img), errors)
+
+            links = page.locator("#files a[href]")
+            hrefs = {links.nth(i).get_attribute("download"): links.nth(i).get_attribute("href")
+                     for i in range(links.count())}
+            assert {"model.glb", "model.obj", "turntable.mp4"} <= set(hrefs), hrefs
+            for name in ("model.glb", "model.obj"):
+                href = hrefs[name]
+                body = page.request.get(href if href.startswith("http") else url.rstrip("/") + href).body()
+                mesh = trimesh.load(io.BytesIO(body), file_type=name.split(".")[1], force="mesh")
+                assert len(mesh.faces) > 50, name
+            assert page.locator("#gallery img").count() >= 1  # the finished run is in the gallery
+        finally:
+            browser.close()
