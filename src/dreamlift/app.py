@@ -148,16 +148,12 @@ class Runner:
     def start(self, cfg, session: str | None):
         import multiprocessing as mp
 
-        from .executor import _local_main
+        from .executor import start_worker
 
-        ctx = mp.get_context("spawn")
-        receive, send = ctx.Pipe(duplex=False)
         threads = max(1, os.cpu_count() or 1)
         # prctl=False: this thread is one of the server's pool threads and may end before the run
-        proc = ctx.Process(target=_local_main, args=(_run_in_worker, (cfg,), threads, send, False),
-                           name="dreamlift-app-run")
-        proc.start()
-        send.close()
+        proc, receive = start_worker(mp.get_context("spawn"), _run_in_worker, (cfg,), threads, prctl=False,
+                                     name="dreamlift-app-run")
         with self.lock:
             self.proc, self.session = proc, session
         return proc, receive

@@ -69,14 +69,16 @@ def one_line(exc: BaseException) -> str:
 _PARENT: int | None = None  # in a local worker process: the pid of the command that started it
 
 
-def init_worker(threads: int | None, prctl: bool = True) -> None:
+def init_worker(threads: int | None, prctl: bool = True, parent: int | None = None) -> None:
     """The start of a local worker process: its torch threads, and stopping when its parent dies. ``prctl``:
     let Linux signal the death at once; only for a worker started by a thread that outlives it (Linux signals
     when the starting *thread* ends: not for one started from a web server's pool thread)."""
     global _PARENT
     if threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
-    _PARENT = os.getppid()
+    _PARENT = os.getppid() if parent is None else parent
+    if os.getppid() != _PARENT:  # it died while this process was starting
+        os._exit(1)
     _stop_with_parent(_PARENT, prctl)
     if threads is not None and "torch" in sys.modules:  # (else OMP_NUM_THREADS sets it when torch is imported)
         sys.modules["torch"].set_num_threads(threads)
@@ -129,10 +131,26 @@ def _call(fn: Callable, args: tuple) -> tuple[str, Any, float]:
     return "ok", value, time.perf_counter() - t0
 
 
-def _local_main(fn: Callable, args: tuple, threads: int | None, conn, prctl: bool = True) -> None:
-    init_worker(threads, prctl)
+def _local_main(conn, threads: int | None, prctl: bool, parent: int) -> None:
+    """A local worker: watch the parent first, then receive the task (unpickling it imports torch: seconds in
+    which the parent may die), run it, send the result."""
+    init_worker(threads, prctl, parent)
+    fn, args = conn.recv()
     conn.send(_call(fn, args))
     conn.close()
+
+
+def start_worker(ctx, fn: Callable, args: tuple, threads: int | None, prctl: bool = True, name: str = "dreamlift"):
+    """Start a spawned worker process running ``fn(*args)`` -> (process, the parent's end of its pipe)."""
+    mine, theirs = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=_local_main, args=(theirs, threads, prctl, os.getpid()), name=name)
+    proc.start()
+    theirs.close()
+    try:
+        mine.send((fn, args))
+    except OSError:  # it died at once: its exit code tells the caller
+        pass
+    return proc, mine
 
 
 def _signal_name(exitcode: int | None) -> str:
@@ -198,11 +216,7 @@ class LocalPool:
                 while queue and len(running) < self.slots:
                     task = queue.pop()
                     attempts[task.key] = attempts.get(task.key, 0) + 1
-                    receive, send = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=_local_main, args=(task.fn, task.args, self.threads, send),
-                                       name=f"dreamlift-{task.key}", daemon=False)
-                    proc.start()
-                    send.close()
+                    proc, receive = start_worker(ctx, task.fn, task.args, self.threads, name=f"dreamlift-{task.key}")
                     running[proc.sentinel] = (task, proc, receive)
                 for sentinel in wait(list(running)):
                     task, proc, receive = running.pop(sentinel)
