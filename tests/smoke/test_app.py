@@ -8,7 +8,6 @@ that the download links serve files trimesh loads, and that an empty prompt show
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import pytest
 
 from dreamlift.prior.model import SHIPPED_WEIGHTS
 
+from ._net import free_port
+
 pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,17 +29,11 @@ TINY = ("steps=4,render_scale=0.5,num_samples=16,mesh_resolution=40,video_frames
 CODE = "import sys; from dreamlift.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     pytest.importorskip("gradio", reason="gradio is not installed (pip install 'dreamlift[app]')")
     outputs = tmp_path_factory.mktemp("app") / "outputs"
-    port = _free_port()
+    port = free_port()
     log = open(outputs.parent / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", CODE, "app", "--port", str(port), "--outputs", str(outputs),
                              "--preview-every", "0.5", "--set", TINY], stdout=log, stderr=subprocess.STDOUT,

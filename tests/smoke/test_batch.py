@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from dreamlift.prior.model import SHIPPED_WEIGHTS
+
+from ._net import free_port
 
 pytestmark = pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
 
@@ -111,17 +112,11 @@ def test_a_killed_local_worker_is_retried_and_its_prompt_finishes(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ Ray
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'dreamlift[ray]')")
     ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats"],
