@@ -14,7 +14,10 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
 - ``core``: suite core-v1 with both representations, the Gaussians' ceiling and the step split
   (``representations.py``, seeds from ``--seeds``), then the NeRF's ceiling (``eval_suite.py --ceiling``);
   about 50 min a seed, 12 min the NeRF ceiling, with 2 worker processes.
-- ``sd-speed``: one SDS step with a Stable-Diffusion-sized denoiser (``sd_speed.py``), 10 min on this CPU.
+- ``sd-speed``: one SDS step with a Stable-Diffusion-sized denoiser (``sd_speed.py``) at the fast preset and at
+  ``--preset sd`` (threestudio's settings), 10 min each on this CPU.
+- ``batch``: suite core-v1 through ``dreamlift batch`` on the local pool and on a local Ray cluster
+  (``batch.py``), about an hour.
 - ``world``, ``demo2d``: making the world's datasets (``world_dataset.py``) and the 2D DDPM demo (``demo2d.py``).
 
 Results go to ``results/current-*`` (made by these scripts, resumable: a rerun after an interruption scores the
@@ -32,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-AREAS = ("speed", "prior", "colour-words", "core", "sd-speed", "world", "demo2d")
+AREAS = ("speed", "prior", "colour-words", "core", "sd-speed", "batch", "world", "demo2d")
 
 
 def _run(argv: list[str], env: dict | None = None) -> None:
@@ -76,6 +79,9 @@ def main() -> None:
                   "--out", "results/current-core-v1-ceiling"], env=one_thread)
         elif area == "sd-speed":
             _run(["benchmarks/sd_speed.py", "--steps", "3", "--warmup", "1", "--repeats", "3"])
+            _run(["benchmarks/sd_speed.py", "--preset", "sd", "--steps", "3", "--warmup", "1", "--repeats", "3"])
+        elif area == "batch":
+            _run(["benchmarks/batch.py", "--steps", "200", "--fresh"])
         elif area == "world":
             _run(["benchmarks/world_dataset.py", "--images", "10000", "--runs", "3"])
         elif area == "demo2d":
