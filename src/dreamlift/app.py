@@ -29,11 +29,11 @@ from pathlib import Path
 
 from .config import DreamliftError, option, with_overrides
 
-__all__ = ["AppConfig", "build_app", "run_app_command", "list_runs"]
+__all__ = ["AppConfig", "build_app", "run_app_command", "list_runs", "resume_command"]
 
 REPRESENTATIONS = ("nerf", "gaussians")
 BACKENDS = ("builtin", "stable-diffusion", "deepfloyd-if")
-PRESETS = ("fast", "quality")
+PRESETS = ("fast", "quality", "sd", "if")
 
 
 @dataclass
@@ -128,6 +128,17 @@ def _unique_folder(outputs: Path, slug: str) -> Path:
         if not out.exists() and not folder.stage.exists() and not folder.lock_path.exists():
             return out
     raise DreamliftError(f"no free folder for {slug!r} in {outputs}")
+
+
+def resume_command(gen) -> str:
+    """The ``dreamlift generate`` command line that continues the run of ``gen`` (a GenerateConfig with its out
+    set) from its checkpoint: the prompt, OUT, every setting that differs from generate's defaults, --resume."""
+    import shlex
+
+    from .config import config_to_options
+
+    options = config_to_options(gen, skip=("out", "resume", "force", "progress", "preview_every"))
+    return shlex.join(["dreamlift", "generate", gen.prompt, "--out", str(gen.out), *options, "--resume"])
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -290,8 +301,8 @@ def build_app(cfg: AppConfig):
             return
         status, value, seconds = result
         if status == "interrupted":
-            yield (f"**Cancelled.** {value}. Continue it with `dreamlift generate {json.dumps(text)} --out {out} "
-                   "--resume`.", skip, skip, skip, skip, skip, skip, items, skip)
+            yield (f"**Cancelled.** {value}. Continue it with `{resume_command(gen)}`", skip, skip, skip, skip, skip,
+                   skip, items, skip)
             return
         if status == "error":
             yield (f"**Error:** {value}", None, skip, skip, skip, skip, skip, skip, skip)
@@ -332,12 +343,14 @@ def build_app(cfg: AppConfig):
             with gr.Column(scale=1):
                 prompt = gr.Textbox(label="Prompt", placeholder="a red mug", elem_id="prompt", lines=1)
                 with gr.Row():
-                    representation = gr.Dropdown(list(REPRESENTATIONS), value="nerf", label="Representation")
+                    representation = gr.Dropdown(list(REPRESENTATIONS), value="nerf", label="Representation",
+                                                 elem_id="representation")
                     backend = gr.Dropdown(list(BACKENDS), value="builtin", label="Backend")
                 with gr.Row():
                     preset = gr.Dropdown(list(PRESETS), value="fast", label="Preset")
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                    steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0: the preset's)")
+                    steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0: the preset's)",
+                                      elem_id="steps")
                 accept = gr.Checkbox(value=False, label="Make the nearest prompt the prior can when it cannot "
                                                         "make this one")
                 with gr.Row():
@@ -359,7 +372,8 @@ def build_app(cfg: AppConfig):
         items, folders_now = gallery_items()
         folders = gr.State(folders_now)
         gallery = gr.Gallery(value=items, label="Earlier runs (newest first)", columns=8, height=240,
-                             object_fit="contain", elem_id="gallery", allow_preview=False)
+                             object_fit="contain", elem_id="gallery", allow_preview=False,
+                             fit_columns=False)
         finished = gr.State(None)
         outs = [status, preview, glb_file, ply_file, video, views, files, gallery, finished]
         inputs = [prompt, representation, backend, preset, seed, steps, accept]

@@ -253,6 +253,34 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+def config_to_options(cfg: Any, skip: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """The command-line options that give ``cfg`` from its class's defaults: one ``--flag value`` for every field
+    (dotted for nested configs) that differs from its default, in the spelling ``add_config_arguments`` parses.
+    Positional fields, fields without an option (``cli=False``) and the names in ``skip`` are left out."""
+    out: list[str] = []
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        dest = prefix + f.name
+        if not f.init or dest in skip or f.metadata.get("cli") is False or f.metadata.get("positional"):
+            continue
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += config_to_options(value, skip, prefix=dest + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if value == default:
+            continue
+        flag = _flag(dest.replace(".", "-"))
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            text = "none" if value is None else ",".join(str(v) for v in value) if isinstance(value, tuple) \
+                else str(value)
+            out += [f"{flag}={text}"] if text.startswith("-") else [flag, text]  # (-1 would read as an option)
+    return out
+
+
 def with_overrides(cfg: Any, items: tuple[str, ...] | list[str]) -> Any:
     """A copy of the config dataclass ``cfg`` with ``KEY=VALUE`` items applied.
 

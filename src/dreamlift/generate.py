@@ -45,17 +45,32 @@ PROGRESS_FILES = ("progress.json", "preview.png")  # in the staging folder while
 OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "model.ply", "turntable.mp4", "views.png", "config.json", "metrics.json")
 
 # Settings each preset fills in when the user leaves them unset (None).
-PRESETS: dict[str, dict[str, float | int]] = {
+_SHADING = dict(albedo_warmup=0.1, p_albedo=0.2, p_textureless=0.3, orientation_weight=0.1, entropy_weight=0.1,
+                sparsity_weight=0.0, background="white")
+# threestudio's dreamfusion-sd and dreamfusion-if configs (docs/DEFAULTS.md, "The sd and if presets"): 64 x 64
+# renders (upsampled to SD's 512 by the backend), 10k steps, 512 samples per ray, ambient-only (albedo) shading
+# for the first 2001 steps, then albedo 1 - 0.75, textureless 0.75 x 0.5, lambertian the rest; orientation 10 ->
+# 1000 over the first 5000 steps (here: 0 -> 1000 over the first half), sparsity 1, opacity entropy 0.
+_THREESTUDIO = dict(steps=10000, num_samples=512, batch_size=1, lr=0.01, mesh_resolution=256, video_frames=120,
+                    video_resolution=512, albedo_warmup=0.2001, p_albedo=0.25, p_textureless=0.375,
+                    orientation_weight=1000.0, entropy_weight=0.0, sparsity_weight=1.0, background="learned")
+PRESETS: dict[str, dict[str, float | int | str]] = {
     # The CPU default: minutes on 2 cores with the built-in prior.
     "fast": dict(steps=1000, render_scale=1.0, num_samples=48, batch_size=1, lr=0.01,
-                 mesh_resolution=128, video_frames=48, video_resolution=96),
+                 mesh_resolution=128, video_frames=48, video_resolution=96, **_SHADING),
     # Slower and finer: twice the render resolution (area-averaged down, as the prior's data was).
     "quality": dict(steps=3000, render_scale=2.0, num_samples=64, batch_size=2, lr=0.01,
-                    mesh_resolution=192, video_frames=96, video_resolution=192),
+                    mesh_resolution=192, video_frames=96, video_resolution=192, **_SHADING),
+    "sd": dict(render_scale=64 / 512, **_THREESTUDIO),  # Stable Diffusion: 512-px images, rendered at 64
+    "if": dict(render_scale=1.0, **_THREESTUDIO),  # DeepFloyd IF stage I: 64-px images, rendered at 64
 }
-# What a representation changes in each preset: Gaussians converge in a few hundred steps (DreamGaussian: 500).
+# The backend each preset is for (None: any).
+PRESET_BACKENDS = {"fast": None, "quality": None, "sd": "stable-diffusion", "if": "deepfloyd-if"}
+# What a representation changes in each preset: Gaussians converge in a few hundred steps (DreamGaussian: 500;
+# for SD it renders 128 -> 256 -> 512 px over the run, here 256 throughout).
 REPRESENTATION_PRESETS: dict[str, dict[str, dict[str, float | int]]] = {
-    "gaussians": {"fast": dict(steps=500), "quality": dict(steps=1500)},
+    "gaussians": {"fast": dict(steps=500), "quality": dict(steps=1500), "sd": dict(steps=500, render_scale=0.5),
+                  "if": dict(steps=500)},
 }
 # Default guidance scale per backend (DreamFusion uses 100 with Imagen; small priors need less).
 DEFAULT_GUIDANCE = {"builtin": 20.0, "stable-diffusion": 100.0, "deepfloyd-if": 20.0}
@@ -76,8 +91,9 @@ class GenerateConfig:
 
     prompt: str = option("", "what to make, e.g. 'a red mug'", positional=True)
     out: Path | None = option(None, "output folder (default: outputs/<prompt>)", group="the run")
-    preset: Literal["fast", "quality"] = option("fast", "fast: 1000 NeRF or 500 Gaussian steps, about 1.5 min on "
-                                                        "2 CPU cores; quality: 3x the steps at 2x the render size", group="the run")
+    preset: Literal["fast", "quality", "sd", "if"] = option(
+        "fast", "fast: 1000 NeRF or 500 Gaussian steps, about 1.5 min on 2 CPUs; quality: 3x the steps, 2x the "
+                "render; sd, if: threestudio's", group="the run")
     steps: int | None = option(None, "optimisation steps (default: the preset's)", group="the run", low=1)
     guidance: float | None = option(None, "classifier-free guidance scale (default: 20; 100 for stable-diffusion)", group="score distillation", low=0, high=1000)
     seed: int = option(0, "the random seed", group="the run")
@@ -98,17 +114,20 @@ class GenerateConfig:
                                   "constant)", group="expert: losses and timesteps", low=1e-12, high=1)
     batch_size: int | None = option(None, "cameras per step (default: the preset's)", group="score distillation", low=1, high=64)
     render_scale: float | None = option(None, "render size / the backend's image size (default: the preset's)", group="score distillation",
-                                        low=0.25, high=8)
+                                        low=1 / 16, high=8)
     num_samples: int | None = option(None, "NeRF samples per ray (default: the preset's)", group="expert: losses and timesteps", low=1, high=1024)
-    albedo_warmup: float = option(0.1, "fraction of the run shaded with albedo only, at the start", group="shading", low=0, high=1)
-    p_albedo: float = option(0.2, "then: the probability of albedo shading", group="shading", low=0, high=1)
-    p_textureless: float = option(0.3, "then: the probability of textureless shading (else Lambertian)", group="shading",
+    albedo_warmup: float | None = option(None, "fraction of the run shaded with albedo only, at the start (default: the preset's)", group="shading", low=0, high=1)
+    p_albedo: float | None = option(None, "then: the probability of albedo shading (default: the preset's)", group="shading", low=0, high=1)
+    p_textureless: float | None = option(None, "then: the probability of textureless shading (else Lambertian; "
+                                               "default: the preset's)", group="shading",
                                   low=0, high=1)
+    background: Literal["white", "random", "learned"] | None = option(
+        None, "training renders over white, random colours or a learned one (default: the preset's)", group="shading")
     textureless_albedo: Literal["white", "mean"] = option(
         "white", "textureless colour: white (DreamFusion) or each view's mean albedo", group="shading")
-    orientation_weight: float = option(0.1, "weight of the orientation loss", group="expert: losses and timesteps", low=0)
-    entropy_weight: float = option(0.1, "weight of the opacity entropy loss", group="expert: losses and timesteps", low=0)
-    sparsity_weight: float = option(0.0, "weight of the mean-opacity loss", group="expert: losses and timesteps", low=0)
+    orientation_weight: float | None = option(None, "weight of the orientation loss (default: the preset's)", group="expert: losses and timesteps", low=0)
+    entropy_weight: float | None = option(None, "weight of the opacity entropy loss (default: the preset's)", group="expert: losses and timesteps", low=0)
+    sparsity_weight: float | None = option(None, "weight of the mean-opacity loss (default: the preset's)", group="expert: losses and timesteps", low=0)
     area_weight: float | None = option(None, "weight of the area loss (0: off; default: 100 for builtin, else 0)", group="the area prior", low=0)
     area_samples: int = option(8, "prior samples per view word for the area targets", group="the area prior", low=1, high=256)
     area_tolerance: float = option(0.2, "no area loss while area / target is within 1 +- this", group="the area prior",
@@ -145,7 +164,12 @@ class GenerateConfig:
         guidance = self.guidance if self.guidance is not None else DEFAULT_GUIDANCE[self.backend]
         area = self.area_weight if self.area_weight is not None else DEFAULT_AREA_WEIGHT[self.backend]
         nerf = self.nerf.with_blob(*(AREA_PRIOR_BLOB if area > 0 else MAGIC3D_BLOB))
-        cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=replace(self.sds, guidance_scale=guidance),
+        if nerf.encoding is None:  # the hash grid for the 512-px backends' presets, dense grids for the 32-px prior
+            nerf = replace(nerf, encoding="hash" if self.preset in ("sd", "if") else "dense")
+        # the timestep anneal where it was calibrated (the built-in prior); threestudio's fixed range elsewhere
+        anneal = self.sds.t_anneal == "on" or (self.sds.t_anneal == "auto" and self.backend == "builtin")
+        sds = replace(self.sds, guidance_scale=guidance, t_max_final=self.sds.t_max_final if anneal else None)
+        cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=sds,
                       area_weight=area, nerf=nerf, **values)
         cfg.validate()
         return cfg
@@ -159,12 +183,16 @@ class GenerateConfig:
             raise DreamliftError(f"--steps must be positive, got {self.steps}")
         if self.batch_size <= 0 or self.num_samples <= 0:
             raise DreamliftError("--batch-size and --num-samples must be positive")
+        wanted = PRESET_BACKENDS[self.preset]
+        if wanted is not None and self.backend != wanted:
+            raise DreamliftError(f"--preset {self.preset} is for --backend {wanted} (this run's backend is "
+                                 f"{self.backend}); use --preset fast or quality with it")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise DreamliftError(f"--lr must be positive, got {self.lr}")
         if not 0 < self.lr_final <= 1:
             raise DreamliftError(f"--lr-final must be in (0, 1], got {self.lr_final}")
-        if not 0.25 <= self.render_scale <= 8:
-            raise DreamliftError(f"--render-scale must be in [0.25, 8], got {self.render_scale}")
+        if not 1 / 16 <= self.render_scale <= 8:
+            raise DreamliftError(f"--render-scale must be in [0.0625, 8], got {self.render_scale}")
         if not (0 <= self.p_albedo and 0 <= self.p_textureless and self.p_albedo + self.p_textureless <= 1):
             raise DreamliftError("--p-albedo and --p-textureless must be >= 0 and sum to at most 1")
         if not 0 <= self.albedo_warmup <= 1:
@@ -218,6 +246,51 @@ def opacity_entropy(opacity: Tensor) -> Tensor:
     return -(o * o.log() + (1 - o) * (1 - o).log()).mean()
 
 
+# The phases of a step between its marks t0..t6 (the scene's hooks come before and after the rest).
+PHASE_SPANS = (("scene", 0, 1), ("render", 1, 2), ("guidance", 2, 3), ("backward", 3, 4), ("optimizer", 4, 5),
+               ("scene", 5, 6))
+
+
+class PhaseClock:
+    """Seconds per phase of a training step, added into a ``{phase: seconds}`` dict.
+
+    On the CPU a phase is the host time between two marks. On CUDA the host only queues kernels, so host times
+    would count a phase's work in whichever later phase waits for it (the backward pass in the next step's
+    render): there the marks are CUDA events recorded in the stream, with no host sync, and their times are
+    added once they have completed (``settle``; ``settle(wait=True)`` waits for the last ones)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.pending: list[tuple[list, tuple]] = []
+
+    def mark(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def add(self, times: dict[str, float], marks: list, spans: tuple[tuple[str, int, int], ...]) -> None:
+        """Add each span (phase, from mark i, to mark j) of one step's marks to ``times``."""
+        if not self.cuda:
+            for name, i, j in spans:
+                times[name] += marks[j] - marks[i]
+            return
+        self.pending.append((marks, spans))
+        self.settle(times)
+
+    def settle(self, times: dict[str, float], wait: bool = False) -> None:
+        while self.pending:
+            marks, spans = self.pending[0]
+            if wait:
+                marks[-1].synchronize()
+            elif not marks[-1].query():
+                return
+            for name, i, j in spans:
+                times[name] += marks[i].elapsed_time(marks[j]) / 1000.0
+            self.pending.pop(0)
+
+
 class Generator:
     """The optimisation: a representation, its optimizer, an objective and all randomness.
 
@@ -234,17 +307,39 @@ class Generator:
         self.device = objective.device
         self.LOSS_KEYS = objective.LOSS_KEYS
         self.rng = torch.Generator().manual_seed(cfg.seed)
+        # The renderer's random numbers (the NeRF's ray jitter: rays x samples a step) are drawn where it renders:
+        # on a GPU its own generator, so they never cross from the CPU; on the CPU the run's one generator.
+        self.render_rng = self.rng if self.device.type == "cpu" else \
+            torch.Generator(self.device).manual_seed(cfg.seed + 1)
         torch.manual_seed(cfg.seed)  # the representation's initialisation
         self.scene = build_representation(config_to_dict(cfg)).to(self.device)
         groups = self.scene.param_groups()
+        self.background = None  # a learned background's model (scene.background), trained beside the scene
+        if cfg.background == "learned":
+            from .scene.background import EnvironmentBackground
+
+            self.background = EnvironmentBackground().to(self.device)
+            groups.append({"params": list(self.background.parameters()), "lr_scale": 0.1, "name": "background"})
         for group in groups:
             group["lr"] = cfg.lr * group["lr_scale"]
         self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+        self._black = torch.zeros(3, device=self.device)
         self.cameras, self.lights = CameraDistribution(), LightDistribution()
         self.render_size = max(8, int(round(objective.resolution * cfg.render_scale)))
         self.step = 0
+        self.clock = PhaseClock(self.device)
         self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "scene": 0.0}
         self.history: list[dict[str, float]] = []
+
+    @property
+    def times(self) -> dict[str, float]:
+        """Seconds spent in each phase of the steps so far (on CUDA: once the steps' kernels have finished)."""
+        self.clock.settle(self._times, wait=True)
+        return self._times
+
+    @times.setter
+    def times(self, value: dict[str, float]) -> None:
+        self._times = dict(value)
 
     @property
     def area_seconds(self) -> float:
@@ -256,9 +351,13 @@ class Generator:
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
-        return {"step": self.step, "field": self.scene.state_dict(), "optimizer": self.opt.state_dict(),
-                "rng": self.rng.get_state(), "times": self.times, "history": self.history,
-                "config": config_to_dict(self.cfg), **self.objective.state()}
+        state = {"step": self.step, "field": self.scene.state_dict(), "optimizer": self.opt.state_dict(),
+                 **({"background": self.background.state_dict()} if self.background is not None else {}),
+                 "rng": self.rng.get_state(), "times": self.times, "history": self.history,
+                 "config": config_to_dict(self.cfg), **self.objective.state()}
+        if self.render_rng is not self.rng:
+            state["render_rng"] = {"device": self.device.type, "state": self.render_rng.get_state()}
+        return state
 
     def save(self, path: Path) -> None:
         """The whole state after a whole step, as safetensors + JSON (``dreamlift.checkpoint``): loading it runs
@@ -273,14 +372,27 @@ class Generator:
         state = load_state(path)  # DreamliftError for a foreign or corrupt file, before anything changes
         try:
             self.scene.load_state_dict(state["field"])
+            if self.background is not None:
+                self.background.load_state_dict(state["background"])
             self.opt.load_state_dict(state["optimizer"])
-            self.rng.set_state(state["rng"])
+            self.rng.set_state(state["rng"].cpu())  # the run's generator is a CPU one wherever it was saved
             self.step, self.times, self.history = int(state["step"]), dict(state["times"]), list(state["history"])
+            self._load_render_rng(state.get("render_rng"))
             self.objective.load(state)
         except Exception as exc:  # a file of another config or version is the user's to fix
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise DreamliftError(f"cannot resume from {path}: it is corrupt or from another config "
                                  f"({type(exc).__name__}: {first})") from None
+
+    def _load_render_rng(self, saved: dict | None) -> None:
+        """The render generator of a checkpoint, on the device it was saved from; a run moved to another device
+        (--device is resumable) gets one seeded from its seed and step: the same run in law, not bit for bit."""
+        if self.render_rng is self.rng:
+            return
+        if saved is not None and saved.get("device") == self.device.type:
+            self.render_rng.set_state(saved["state"].cpu())
+        else:
+            self.render_rng.manual_seed(self.cfg.seed + 1 + int(self.step))
 
     # ---------------------------------------------------------------- one step
     def shading(self, progress: float) -> str:
@@ -291,17 +403,26 @@ class Generator:
 
     def train_step(self) -> dict[str, float]:
         """Camera -> render -> objective + regularisers -> step. Returns this step's losses."""
-        cfg, progress, scene = self.cfg, self.step / self.cfg.steps, self.scene
-        t0 = time.perf_counter()
+        cfg, progress, scene, clock = self.cfg, self.step / self.cfg.steps, self.scene, self.clock
+        t0 = clock.mark()
         scene.before_step(self.step, progress, self.rng)  # NeRF: the occupancy grid, every occupancy_every steps
-        t1 = time.perf_counter()
+        t1 = clock.mark()
         cams = self.cameras.sample(cfg.batch_size, self.rng, height=self.render_size)
         light = self.lights.sample(cams, self.rng)
         shading = self.shading(progress)
-        out = scene.render(cams.camera, light, shading, generator=self.rng, textureless_albedo=cfg.textureless_albedo)
-        t2 = time.perf_counter()
+        if cfg.background == "white":
+            out = scene.render(cams.camera, light, shading, generator=self.render_rng,
+                               textureless_albedo=cfg.textureless_albedo)
+        else:  # over black, then over the run's background (scene.background)
+            from .scene.background import background_image, composite
+
+            out = scene.render(cams.camera, light, shading, generator=self.render_rng,
+                               textureless_albedo=cfg.textureless_albedo, background=self._black)
+            out = composite(out, background_image(cfg.background, cams.camera, self.background, self.rng,
+                                                  self.device))
+        t2 = clock.mark()
         main, record = self.objective.loss(out, cams, light, shading, progress, self.rng)
-        t3 = time.perf_counter()
+        t3 = clock.mark()
         entropy, sparsity = opacity_entropy(out.opacity), out.opacity.mean()
         loss = (main + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
                 + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * sparsity)
@@ -310,18 +431,16 @@ class Generator:
                                  "and run again (or --resume from the last checkpoint)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        t4 = time.perf_counter()
+        t4 = clock.mark()
         for group in self.opt.param_groups:
             group["lr"] = (cfg.lr * group["lr_scale"] * group.get("lr_final", 1.0) ** progress  # its own decay
                            * lr_multiplier(cfg.lr_final, progress))
         self.opt.step()
-        t5 = time.perf_counter()
+        t5 = clock.mark()
         self.step += 1
         scene.after_step(self.step, self.step / cfg.steps, self.opt, self.rng)  # NeRF: bias fade; 3DGS: densify
-        t6 = time.perf_counter()
-        for k, dt in zip(("scene", "render", "guidance", "backward", "optimizer"),
-                         (t1 - t0 + t6 - t5, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-            self.times[k] += dt
+        t6 = clock.mark()
+        clock.add(self._times, [t0, t1, t2, t3, t4, t5, t6], PHASE_SPANS)
         record = {"step": self.step, **record, "orientation": float(out.orientation.detach()),
                   "entropy": float(entropy.detach()), "opacity": float(sparsity.detach())}
         self.history.append(record)
@@ -361,7 +480,13 @@ def check_resumable(saved: dict, cfg: GenerateConfig, saved_step: int, where: Pa
     bookkeeping settings) may differ. Raises DreamliftError naming the keys that differ.
     """
     old, new = _flat(saved), _flat(config_to_dict(cfg))
-    differ = sorted(k for k in old.keys() | new.keys() if k not in RESUMABLE and old.get(k, "?") != new.get(k, "?"))
+    # a setting added since the checkpoint was saved, left at its default (as given, or as a run of this backend
+    # and preset resolves it), continues the run as it was made
+    base = GenerateConfig(prompt="x", backend=cfg.backend, preset=cfg.preset, representation=cfg.representation)
+    given, resolved = _flat(config_to_dict(base)), _flat(config_to_dict(base.resolved()))
+    added = {k for k in new.keys() - old.keys() if new[k] in (given.get(k, "?"), resolved.get(k, "?"))}
+    differ = sorted(k for k in old.keys() | new.keys()
+                    if k not in RESUMABLE and k not in added and old.get(k, "?") != new.get(k, "?"))
     if differ:
         shown = ", ".join(f"{k} ({old.get(k, 'unset')!r} there, {new.get(k, 'unset')!r} now)" for k in differ[:4])
         more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
@@ -534,6 +659,9 @@ def _train_and_export(gen: Generator, stage: Path, stop, t_start: float) -> dict
                     **{f"export_{k}": v for k, v in export_times.items()}},
         "ms_per_step": {k: 1000 * v / max(1, len(gen.history)) for k, v in gen.times.items()},
         "final_losses": {k: sum(r[k] for r in last) / max(1, len(last)) for k in gen.LOSS_KEYS},
+        # NaN/inf values of the SDS gradient replaced by zero (--sds-nonfinite): the steps and the values
+        "nonfinite_gradient": {"steps": sum(1 for r in gen.history if r.get("sds_nonfinite")),
+                               "values": sum(int(r.get("sds_nonfinite", 0)) for r in gen.history)},
     }
 
 

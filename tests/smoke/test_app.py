@@ -141,3 +141,82 @@ def test_the_app_in_a_real_browser(app_url, tmp_path):
             assert page.locator("#gallery img").count() >= 1  # the finished run is in the gallery
         finally:
             browser.close()
+
+
+def test_cancel_in_the_browser_keeps_a_checkpoint_that_resumes(app_url):
+    """Cancel stops a long run at its next step; its checkpoint stays in the staging folder, and the command the
+    page prints (the app's settings included) continues it from the command line."""
+    import shlex
+
+    from dreamlift.generate import read_state_step
+    from dreamlift.runfolder import RunFolder
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    url, outputs = app_url
+    with sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(url)
+            page.locator("#prompt textarea").fill("a green table")
+            page.locator("#steps input").fill("100000")
+            page.locator("#run").click()
+            sync.expect(page.locator("#status")).to_contain_text("Step", timeout=240_000)
+            page.locator("#cancel").click()
+            sync.expect(page.locator("#status")).to_contain_text("Cancelled", timeout=180_000)
+            command = page.locator("#status code").inner_text()
+        finally:
+            browser.close()
+    argv = shlex.split(command)
+    assert argv[:3] == ["dreamlift", "generate", "a green table"] and argv[-1] == "--resume", command
+    out = Path(argv[argv.index("--out") + 1])
+    assert out.parent == outputs and out.name.startswith("a-green-table")
+    stage = RunFolder(out).stage  # a cancelled run is only in its staging folder: OUT is not made
+    saved = read_state_step(stage / "checkpoint.safetensors")
+    assert 0 < saved < 100000
+    assert not (out / "metrics.json").exists()
+    assert "--render-scale" in argv and "--steps" in argv  # the app's --set and the page's steps
+    # continue it a little further: a later --steps wins over the printed one
+    proc = subprocess.run([sys.executable, "-c", CODE, *argv[1:], "--steps", str(saved + 2), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == saved + 2
+    assert not stage.exists()
+
+
+def test_a_gaussian_run_shows_its_splats_in_the_browser(app_url):
+    """Representation gaussians: the second viewer opens the run's 3DGS model.ply (gradio's splat viewer) and
+    draws it, beside the mesh in the first."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from PIL import Image
+
+    url, outputs = app_url
+    with sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.locator("#representation input").click()
+            page.get_by_role("option", name="gaussians").click()
+            page.locator("#prompt textarea").fill("a yellow mushroom")
+            page.locator("#run").click()
+            sync.expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
+            canvas = page.locator("#splats canvas").first
+            canvas.wait_for(timeout=120_000)
+            page.wait_for_timeout(6000)  # the viewer loads the .ply and draws
+            img = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+            # the splat viewer's background is one colour: count the pixels that differ from its corner
+            differ = int((np.abs(img - img[2, 2]).sum(-1) > 60).sum())
+            assert img.shape[0] > 100 and differ > 0.002 * img.shape[0] * img.shape[1], (differ, errors)
+        finally:
+            browser.close()
+    (run,) = [q for q in outputs.iterdir() if q.name.startswith("a-yellow-mushroom")]
+    assert (run / "model.ply").is_file() and (run / "model.glb").is_file()

@@ -83,3 +83,29 @@ def test_the_area_prior_is_on_for_the_builtin_prior_and_picks_the_density_bias()
         GenerateConfig(prompt="a red mug", area_tolerance=1.5).resolved()
     with pytest.raises(DreamliftError, match="--area-weight must be >= 0"):
         GenerateConfig(prompt="a red mug", area_weight=-1.0).resolved()
+
+
+def test_options_from_a_config_parse_back_to_it():
+    """config_to_options spells every changed setting (nested, bool, None, tuple, negative) so that the command
+    line's own parser reads back the same config; unchanged ones are left out."""
+    from dataclasses import replace
+
+    from dreamlift.cli import build_parser
+    from dreamlift.config import config_from_args, config_to_options, with_overrides
+    from dreamlift.generate import GenerateConfig
+
+    assert config_to_options(GenerateConfig(prompt="a red mug")) == []
+    cfg = with_overrides(GenerateConfig(prompt="a red mug"), ["nerf.blob_density=-1.5", "render_scale=0.5",
+                                                              "seed=7", "representation=gaussians"])
+    cfg = replace(cfg, progress=False, steps=None, lr=0.0125)
+    options = config_to_options(cfg)
+    assert "--nerf-blob-density=-1.5" in options and "--no-progress" in options
+    ns = build_parser(["generate"]).parse_args(["generate", "a red mug", *options])
+    assert config_from_args(GenerateConfig, ns) == cfg
+    assert "--seed" not in config_to_options(cfg, skip=("seed",))
+    # tuples are comma-separated
+    from dreamlift.evaluate.runner import EvalConfig
+
+    ev = replace(EvalConfig(), only=("a-red-mug", "a-tree"))
+    assert config_to_options(ev) == ["--only", "a-red-mug,a-tree"]
+    assert config_from_args(EvalConfig, build_parser(["eval"]).parse_args(["eval", *config_to_options(ev)])) == ev

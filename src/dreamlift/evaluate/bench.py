@@ -45,11 +45,13 @@ class BenchConfig:
     out: Path | None = option(None, "also write bench.json and bench.md into this folder")
 
     def validate(self) -> None:
-        from ..generate import PRESETS
+        from ..generate import PRESET_BACKENDS
 
-        bad = [p for p in self.presets if p not in PRESETS]
+        builtin = [p for p, backend in PRESET_BACKENDS.items() if backend is None]  # bench runs the built-in prior
+        bad = [p for p in self.presets if p not in builtin]
         if bad or not self.presets:
-            raise DreamliftError(f"unknown preset(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(PRESETS)}")
+            raise DreamliftError(f"unknown preset(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(builtin)}"
+                                 + (" (sd and if: benchmarks/sd_speed.py)" if set(bad) & {"sd", "if"} else ""))
         if self.steps <= 0 or self.repeats <= 0 or self.warmup < 0:
             raise DreamliftError("--steps and --repeats must be positive and --warmup >= 0")
         from ..scene import REPRESENTATIONS

@@ -61,6 +61,11 @@ class GuidanceBackend(ABC):
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
         """eps_hat(x_t, t, cond), (B, C, h, w), computed without autograd; t is (B,) long."""
 
+    def freeze_prompts(self, prompts: list[str]) -> None:
+        """Encode ``prompts`` (every text a run will send) once and free the text encoder where it is worth it
+        (DeepFloyd IF's T5-XXL: about 9.5 GB in fp16); encode_text then serves only those prompts. Default:
+        nothing to free."""
+
     def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0) -> Tensor:
         """Sample ``n_per_prompt`` images per prompt, (len(prompts) * n, 3, H, W) in [0, 1], prompt-major.
 

@@ -34,13 +34,17 @@ class SDSObjective:
         self.area_seconds = 0.0  # the one-off time prepare() took to sample them
 
     def prepare(self) -> None:
-        """Sample the area prior's targets (once per run; a resumed run keeps its checkpoint's)."""
+        """Sample the area prior's targets (once per run; a resumed run keeps its checkpoint's), then encode the
+        run's prompts once, so a backend can free its text encoder."""
         from .silhouette import sample_targets
 
         if self.cfg.area_weight > 0 and self.area_targets is None:
             t0 = time.perf_counter()
             self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed)
             self.area_seconds = time.perf_counter() - t0
+        from .sds import run_prompts
+
+        self.backend.freeze_prompts(run_prompts(self.cfg.prompt, self.cfg.sds))  # IF: T5 is freed here
 
     def state(self) -> dict:
         return {"area_targets": None if self.area_targets is None else self.area_targets.to_dict(),
@@ -63,6 +67,8 @@ class SDSObjective:
         loss = sds.loss
         record = {"sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
                   "t": float(sds.t.float().mean())}
+        if sds.nonfinite:
+            record["sds_nonfinite"] = sds.nonfinite  # NaN/inf values zeroed (SDSConfig.nonfinite): in metrics.json
         if self.area_targets is not None:
             from .silhouette import area_loss
 

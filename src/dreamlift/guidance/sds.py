@@ -31,7 +31,8 @@ from ..diffusion import cfg_combine, gather, q_sample
 from ..render.camera import view_word
 from .base import GuidanceBackend
 
-__all__ = ["SDSConfig", "SDSOutput", "sds_step", "sample_timesteps", "sds_weights", "view_prompts"]
+__all__ = ["SDSConfig", "SDSOutput", "sds_step", "sample_timesteps", "sds_weights", "view_prompts", "replaces_nonfinite",
+           "run_prompts"]
 
 Weighting = Literal["sigma2", "uniform"]
 
@@ -48,6 +49,12 @@ class SDSConfig:
     weighting: Weighting = option("sigma2", "w(t): sigma2 (DreamFusion's 1 - abar_t) or uniform")
     negative_prompt: str = option("", "a prompt to steer away from")
     view_prompts: bool = option(True, "add ', front view' and so on by camera angle (DreamFusion)")
+    t_anneal: Literal["auto", "on", "off"] = option(
+        "auto", "anneal the largest timestep to t_max_final: auto is on for builtin and off for stable-diffusion and "
+                "deepfloyd-if, as threestudio", group="expert: losses and timesteps")
+    nonfinite: Literal["auto", "zero", "stop"] = option(
+        "auto", "a NaN or inf in the SDS gradient: zero replaces it and counts it in metrics.json, stop ends the run; "
+                "auto: zero for fp16 denoisers", group="expert: losses and timesteps")
 
     def validate(self) -> None:
         t_hi = self.t_max if self.t_max_final is None else min(self.t_max, self.t_max_final)
@@ -72,12 +79,23 @@ class SDSOutput:
     """The encoded images (B, C, h, w), detached."""
     eps_hat: Tensor
     """The guided noise prediction (B, C, h, w)."""
+    nonfinite: int = 0
+    """How many elements of the gradient were NaN or inf and replaced by zero (``nonfinite="zero"``)."""
+
+
+def replaces_nonfinite(cfg: SDSConfig, backend: GuidanceBackend) -> bool:
+    """Whether a non-finite SDS gradient is zeroed (else it stops the run): ``cfg.nonfinite``, where auto means
+    yes for a half-precision denoiser, whose overflows are expected now and then."""
+    if cfg.nonfinite != "auto":
+        return cfg.nonfinite == "zero"
+    return getattr(backend, "dtype", torch.float32) in (torch.float16, torch.bfloat16)
 
 
 def sample_timesteps(cfg: SDSConfig, n: int, num_train_steps: int, progress: float = 0.0,
                      generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
     """(n,) long timesteps, floor(u T) with u ~ U(t_min, t_max(progress)); progress in [0, 1]."""
-    hi = cfg.t_max if cfg.t_max_final is None else cfg.t_max + (cfg.t_max_final - cfg.t_max) * min(max(progress, 0.0), 1.0)
+    fixed = cfg.t_max_final is None or cfg.t_anneal == "off"
+    hi = cfg.t_max if fixed else cfg.t_max + (cfg.t_max_final - cfg.t_max) * min(max(progress, 0.0), 1.0)
     hi = max(hi, cfg.t_min)
     u = cfg.t_min + (hi - cfg.t_min) * torch.rand(n, generator=generator)
     return (u * num_train_steps).long().clamp(0, num_train_steps - 1).to(device)
@@ -94,7 +112,20 @@ def sds_weights(backend: GuidanceBackend, t: Tensor, weighting: Weighting) -> Te
 
 def view_prompts(prompt: str, azimuth_deg: Tensor, elevation_deg: Tensor) -> list[str]:
     """DreamFusion's view-dependent prompts: '<prompt>, <front|side|back|overhead> view' per camera."""
-    return [f"{prompt}, {view_word(float(a), float(e))} view" for a, e in zip(azimuth_deg, elevation_deg)]
+    return [_with_view(prompt, view_word(float(a), float(e))) for a, e in zip(azimuth_deg, elevation_deg)]
+
+
+def _with_view(prompt: str, word: str) -> str:
+    return f"{prompt}, {word} view"
+
+
+def run_prompts(prompt: str, cfg: SDSConfig) -> list[str]:
+    """Every text ``sds_step`` can send the backend in a run of ``prompt``: the prompt with each view word (or
+    alone), and the negative (unconditional) prompt."""
+    from .silhouette import VIEW_WORDS
+
+    texts = [_with_view(prompt, w) for w in VIEW_WORDS] if cfg.view_prompts else [prompt]
+    return texts + [cfg.negative_prompt]
 
 
 def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: SDSConfig, progress: float = 0.0,
@@ -121,8 +152,12 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
         eps_hat = cfg_combine(eps_uncond, eps_cond, cfg.guidance_scale)
         w = sds_weights(backend, t, cfg.weighting).to(x0.dtype)
         grad = w[:, None, None, None] * (eps_hat - eps)
-    if not torch.isfinite(grad).all():
-        raise DreamliftError("the SDS gradient is not finite (NaN or inf); the render or the denoiser diverged")
+    nonfinite = int((~torch.isfinite(grad)).sum())  # (one host sync, as the check it replaces)
+    if nonfinite:
+        if not replaces_nonfinite(cfg, backend):
+            raise DreamliftError("the SDS gradient is not finite (NaN or inf); the render or the denoiser diverged "
+                                 "(--sds-nonfinite zero replaces such values by zero and counts them)")
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     target = (x0 - grad).detach()
     loss = 0.5 * (x0 - target).pow(2).sum()
-    return SDSOutput(loss, grad, t, x0.detach(), eps_hat)
+    return SDSOutput(loss, grad, t, x0.detach(), eps_hat, nonfinite)

@@ -104,7 +104,9 @@ def render_nerf(field, camera: Camera, light: Light | None = None, shading: Shad
     R, N = o.shape[0], num_samples
     bound = field.cfg.bound
     near, far, hit = ray_sphere(o, d, bound)  # sphere of radius bound: all of the field that matters
-    u = torch.rand(R, N, generator=generator).to(device) if generator is not None else torch.full((R, N), 0.5, device=device)
+    # (drawn on the generator's device: a GPU run's render generator draws there, with no host-to-device copy)
+    u = (torch.rand(R, N, generator=generator, device=generator.device).to(device) if generator is not None
+         else torch.full((R, N), 0.5, device=device))
     delta = ((far - near) / N)[:, None]  # (R, 1)
     s = near[:, None] + (torch.arange(N, device=device)[None] + u) * delta  # (R, N)
     pts = o[:, None, :] + s[..., None] * d[:, None, :]  # (R, N, 3)

@@ -4,6 +4,9 @@ Field: position x in [-bound, bound]^3 -> multi-resolution dense feature grids (
 resolutions spaced geometrically from ``base_resolution`` to ``max_resolution``, trilinear
 lookups with ``F.grid_sample``; the dense analogue of Instant-NGP's hash encoding, which
 at these resolutions fits in memory without hashing) -> a small MLP -> density and albedo.
+With ``encoding="hash"`` the grids are Instant-NGP's hash encoding instead (``scene.hashgrid``:
+16 levels up to 4096 cells, 2^19 rows a level, levels added coarse to fine over the run), the
+field for guidance at 512 px (the sd and if presets).
 
 - density  sigma(x) = exp(min(h_0(x) + b(x), 15)), with Magic3D's spatial density bias
   b(x) = lambda (1 - |x| / c), so a random initialisation starts as a soft ball of
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -59,6 +63,21 @@ class NeRFConfig:
     blob_radius: float | None = option(None, "radius c where the density bias reaches zero (default: 1 with the "
                                              "area prior, else 0.5)")
     occupancy_resolution: int = option(32, "cells per side of the occupancy grid")
+    encoding: Literal["dense", "hash"] | None = option(
+        None, "dense: the levels above as dense grids; hash: Instant-NGP's hash grid (the hash_ settings), for "
+              "512-px guidance (default: hash for the sd and if presets, else dense)")
+    hash_levels: int = option(16, "hash grid: levels (Instant-NGP, threestudio: 16)", low=1, high=32)
+    hash_features: int = option(2, "hash grid: features per level", low=1, high=16)
+    hash_table_log2: int = option(19, "hash grid: log2 of the table size per level (threestudio: 19)", low=4, high=24)
+    hash_base_resolution: int = option(16, "hash grid: cells per side of the coarsest level", low=2, high=8192)
+    hash_max_resolution: int = option(4096, "hash grid: cells per side of the finest level (threestudio: 4096)",
+                                      low=2, high=8192)
+    hash_start_level: int = option(8, "hash grid, coarse to fine: levels read at the start (threestudio: 8)",
+                                   low=1, high=32)
+    hash_start: float = option(0.2, "hash grid: fraction of the run before levels are added (threestudio: 2000 of "
+                                    "10000 steps)", low=0, high=1)
+    hash_every: float = option(0.05, "hash grid: fraction of the run between added levels (threestudio: 500 of "
+                                     "10000 steps)", low=1e-6, high=1)
 
     def validate(self) -> None:
         if self.levels < 1 or self.features < 1 or self.hidden < 1:
@@ -66,6 +85,9 @@ class NeRFConfig:
         if not 2 <= self.base_resolution <= self.max_resolution <= 512:
             raise DreamliftError(f"need 2 <= base_resolution <= max_resolution <= 512, got "
                                  f"{self.base_resolution}, {self.max_resolution}")
+        if self.hash_base_resolution > self.hash_max_resolution:
+            raise DreamliftError(f"need hash_base_resolution <= hash_max_resolution, got "
+                                 f"{self.hash_base_resolution}, {self.hash_max_resolution}")
         if not self.bound > 0 or not (self.blob_radius is None or self.blob_radius > 0):
             raise DreamliftError("bound and blob_radius must be positive")
 
@@ -94,13 +116,25 @@ class NeRF(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg = cfg.with_blob(*MAGIC3D_BLOB)
-        L = cfg.levels
-        growth = (cfg.max_resolution / cfg.base_resolution) ** (1.0 / max(L - 1, 1))
-        self.resolutions = [int(round(cfg.base_resolution * growth**i)) for i in range(L)]
-        # Instant-NGP initialises its tables with U(-1e-4, 1e-4): the MLP starts from ~constant input.
-        self.grids = nn.ParameterList(
-            [nn.Parameter(torch.empty(1, cfg.features, r, r, r).uniform_(-1e-4, 1e-4)) for r in self.resolutions])
-        self.mlp = nn.Sequential(nn.Linear(L * cfg.features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 4))
+        self.hash = None
+        if cfg.encoding == "hash":
+            from .hashgrid import HashEncoding
+
+            self.hash = HashEncoding(cfg.hash_levels, cfg.hash_features, cfg.hash_table_log2,
+                                     cfg.hash_base_resolution, cfg.hash_max_resolution)
+            self.hash.set_active(cfg.hash_start_level)
+            self.resolutions = self.hash.resolutions
+            self.grids = nn.ParameterList()
+            width = self.hash.out_features
+        else:
+            L = cfg.levels
+            growth = (cfg.max_resolution / cfg.base_resolution) ** (1.0 / max(L - 1, 1))
+            self.resolutions = [int(round(cfg.base_resolution * growth**i)) for i in range(L)]
+            # Instant-NGP initialises its tables with U(-1e-4, 1e-4): the MLP starts from ~constant input.
+            self.grids = nn.ParameterList(
+                [nn.Parameter(torch.empty(1, cfg.features, r, r, r).uniform_(-1e-4, 1e-4)) for r in self.resolutions])
+            width = L * cfg.features
+        self.mlp = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 4))
         self.occupancy = OccupancyGrid(cfg.occupancy_resolution, cfg.bound)
         # A multiplier of the density bias that a run may fade to 0 (generate's --blob-fade); saved with the
         # weights, so a checkpoint's field is the field that was scored and exported.
@@ -113,10 +147,12 @@ class NeRF(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.grids[0].device
+        return self.mlp[0].weight.device
 
     def encode(self, x: Tensor) -> Tensor:
-        """(N, 3) points -> (N, L * F) grid features (trilinear; zero outside the bound)."""
+        """(N, 3) points -> (N, L * F) grid features (trilinear; dense grids: zero outside the bound)."""
+        if self.hash is not None:
+            return self.hash((x / self.cfg.bound + 1.0) * 0.5)
         g = (x / self.cfg.bound).reshape(1, -1, 1, 1, 3)  # (1, N, 1, 1, 3) in [-1, 1]
         feats = [F.grid_sample(grid, g, mode="bilinear", padding_mode="zeros", align_corners=True)
                  for grid in self.grids]  # each (1, F, N, 1, 1)
@@ -138,7 +174,8 @@ class NeRF(nn.Module):
 
     def normals(self, x: Tensor, log_sigma: Tensor) -> Tensor:
         """Outward unit normals -grad log sigma / |.| at x (N, 3), by forward differences -> (N, 3)."""
-        h = self.cfg.bound / self.resolutions[-1]  # half the finest voxel (grid spacing is 2 bound / res)
+        finest = self.resolutions[-1] if self.hash is None else self.hash.finest_active_resolution()
+        h = self.cfg.bound / finest  # half the finest voxel read (grid spacing is 2 bound / res)
         offsets = torch.eye(3, device=x.device) * h  # (3, 3)
         shifted = (x[:, None, :] + offsets[None]).reshape(-1, 3)  # (3N, 3)
         h_out = self.mlp(self.encode(shifted))[:, 0] + self.density_bias(shifted)
@@ -222,6 +259,9 @@ class NeRFScene(NeRF, Representation):
         return [{"params": list(self.parameters()), "lr_scale": 1.0}]
 
     def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
+        if self.hash is not None:  # coarse to fine: a level more every hash_every of the run after hash_start
+            cfg = self.cfg
+            self.hash.set_active(cfg.hash_start_level + int(max(progress - cfg.hash_start, 0.0) / cfg.hash_every + 1e-9))
         if step % self.occupancy_every == 0:
             self.occupancy.update(self.density, self.occupancy_density, generator)
 

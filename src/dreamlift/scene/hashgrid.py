@@ -1,0 +1,100 @@
+"""A multi-resolution hash encoding in pure PyTorch (Müller et al. 2022, "Instant Neural Graphics Primitives").
+
+L levels of grids whose resolutions grow geometrically, N_l = floor(N_min * b^l) with
+b = exp((ln N_max - ln N_min) / (L - 1)). A point u in [0, 1]^3 falls in the cell of level l whose corners are
+floor(u N_l) + {0, 1}^3; each corner's F features are read from that level's table and blended trilinearly, and
+the L blends are concatenated (L * F features). A level whose (N_l + 1)^3 vertices fit in the table size T
+indexes its vertices one to one; finer levels hash them,
+
+    h(v) = (v_x * 1  XOR  v_y * 2654435761  XOR  v_z * 805459861) mod T      (T a power of two),
+
+and let the MLP after the encoding resolve the collisions. Tables start at U(-1e-4, 1e-4), as the paper's.
+
+Coarse to fine (threestudio's ProgressiveBandHashGrid): only the first ``active`` levels are read and the rest
+give zeros, so a run can start smooth and add detail; ``set_active`` changes it (a buffer: it is saved with the
+weights). This is the field's encoding, written for clarity and the GPU's gathers; tinycudann is not used (it
+does not install here)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+__all__ = ["HashEncoding", "PRIMES", "level_resolutions"]
+
+PRIMES = (1, 2654435761, 805459861)
+"""The paper's per-axis primes (the first is 1, for coherence along x)."""
+
+
+def level_resolutions(levels: int, base: int, finest: int) -> list[int]:
+    """N_l = floor(N_min b^l), b = exp((ln N_max - ln N_min) / (L - 1)), for l = 0 .. L-1."""
+    if levels == 1:
+        return [base]
+    growth = math.exp((math.log(finest) - math.log(base)) / (levels - 1))
+    return [int(math.floor(base * growth**level + 1e-6)) for level in range(levels)]
+
+
+class HashEncoding(nn.Module):
+    """(N, 3) points in [0, 1]^3 -> (N, levels * features), see the module docstring.
+
+    Args:
+        levels, features: L and F.
+        log2_table: log2 of the table size T per level (Instant-NGP: 14-24; threestudio: 19).
+        base_resolution, max_resolution: N_min and N_max.
+    """
+
+    def __init__(self, levels: int = 16, features: int = 2, log2_table: int = 19, base_resolution: int = 16,
+                 max_resolution: int = 2048):
+        super().__init__()
+        self.levels, self.features, self.table_size = levels, features, 1 << log2_table
+        self.resolutions = level_resolutions(levels, base_resolution, max_resolution)
+        sizes = [min(self.table_size, (r + 1) ** 3) for r in self.resolutions]
+        self.hashed = [(r + 1) ** 3 > self.table_size for r in self.resolutions]
+        self.sizes = sizes
+        self.register_buffer("offsets", torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()]), persistent=False)
+        self.table = nn.Parameter(torch.empty(sum(sizes), features).uniform_(-1e-4, 1e-4))
+        self.register_buffer("active", torch.tensor(levels))
+        corners = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])  # (8, 3): x, y, z bits
+        self.register_buffer("corners", corners, persistent=False)
+
+    @property
+    def out_features(self) -> int:
+        return self.levels * self.features
+
+    def set_active(self, n: int) -> None:
+        """Read only the first ``n`` levels (1 <= n <= levels); the others give zeros."""
+        self.active.fill_(max(1, min(self.levels, int(n))))
+
+    def finest_active_resolution(self) -> int:
+        return self.resolutions[int(self.active) - 1]
+
+    def vertex_index(self, level: int, vertex: Tensor) -> Tensor:
+        """(..., 3) long vertex coordinates of ``level`` -> (...,) rows of the flat table."""
+        r = self.resolutions[level]
+        if self.hashed[level]:
+            h = vertex[..., 0] * PRIMES[0] ^ vertex[..., 1] * PRIMES[1] ^ vertex[..., 2] * PRIMES[2]
+            local = h & (self.table_size - 1)
+        else:  # one to one: (N_l + 1)^3 vertices fit
+            local = (vertex[..., 0] * (r + 1) + vertex[..., 1]) * (r + 1) + vertex[..., 2]
+        return local + self.offsets[level]
+
+    def forward(self, u: Tensor) -> Tensor:
+        """Features (N, levels * features) of points u (N, 3) in [0, 1]^3 (clamped to it)."""
+        u = u.clamp(0.0, 1.0)
+        out = []
+        active = int(self.active)
+        for level, r in enumerate(self.resolutions):
+            if level >= active:
+                out.append(u.new_zeros(u.shape[0], self.features))
+                continue
+            pos = u * r
+            cell = pos.floor().clamp(max=r - 1)  # a point at u = 1 uses the last cell
+            frac = pos - cell  # (N, 3) in [0, 1]
+            vertex = cell.long()[:, None, :] + self.corners[None]  # (N, 8, 3)
+            weight = torch.where(self.corners[None].bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)
+            rows = self.vertex_index(level, vertex)  # (N, 8)
+            out.append((self.table[rows] * weight[..., None]).sum(1))  # (N, F)
+        return torch.cat(out, dim=-1)
