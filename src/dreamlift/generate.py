@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .config import DreamliftError, atomic_write, config_to_dict, option
 from .guidance.sds import SDSConfig
+from .scene.background import background_image, composite
 from .scene.gaussians import GaussiansConfig
 from .scene.nerf import MAGIC3D_BLOB, NeRFConfig
 
@@ -414,8 +415,6 @@ class Generator:
             out = scene.render(cams.camera, light, shading, generator=self.render_rng,
                                textureless_albedo=cfg.textureless_albedo)
         else:  # over black, then over the run's background (scene.background)
-            from .scene.background import background_image, composite
-
             out = scene.render(cams.camera, light, shading, generator=self.render_rng,
                                textureless_albedo=cfg.textureless_albedo, background=self._black)
             out = composite(out, background_image(cfg.background, cams.camera, self.background, self.rng,

@@ -5,6 +5,7 @@ The browser test types a prompt, runs a few steps, waits for the result and chec
 shows the object (enough pixels that differ from its white background),
 that the download links serve files trimesh loads, and that an empty prompt shows an error in the page."""
 
+import contextlib
 import io
 import json
 import os
@@ -87,12 +88,32 @@ def test_generate_through_gradio_client(app_url):
     assert status == "**Error:** the prompt is empty"
 
 
-def _viewer_pixels(page) -> np.ndarray:
+@contextlib.contextmanager
+def _browser(url: str, height: int = 1400):
+    """The app's page in Debian's headless Chromium (WebGL through SwiftShader): (playwright's expect, the page,
+    the page errors it logged)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            yield sync.expect, page, errors
+        finally:
+            browser.close()
+
+
+def _viewer_pixels(page, viewer: str = "#model", settle_ms: int = 4000) -> np.ndarray:
     from PIL import Image
 
-    canvas = page.locator("#model canvas").first
+    canvas = page.locator(f"{viewer} canvas").first
     canvas.wait_for(timeout=120_000)
-    page.wait_for_timeout(4000)  # the viewer loads the glb and draws
+    page.wait_for_timeout(settle_ms)  # the viewer loads its file and draws
     return np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
 
 
@@ -104,43 +125,31 @@ def _object_pixels(img: np.ndarray) -> int:
 def test_the_app_in_a_real_browser(app_url, tmp_path):
     import trimesh
 
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     url, outputs = app_url
-    with sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url)
-            page.locator("#prompt textarea").fill("")
-            page.locator("#run").click()
-            sync.expect(page.locator("#status")).to_contain_text("Error: the prompt is empty", timeout=60_000)
+    with _browser(url) as (expect, page, errors):
+        page.locator("#prompt textarea").fill("")
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Error: the prompt is empty", timeout=60_000)
 
-            page.locator("#prompt textarea").fill("a blue chair")
-            page.locator("#run").click()
-            sync.expect(page.locator("#status")).to_contain_text("Step", timeout=240_000)  # progress streams in
-            sync.expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
-            img = _viewer_pixels(page)
-            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-            assert img.shape[0] > 100 and _object_pixels(img) > 0.005 * img.shape[0] * img.shape[1], \
-                (_object_pixels(img), errors)
+        page.locator("#prompt textarea").fill("a blue chair")
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Step", timeout=240_000)  # progress streams in
+        expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
+        img = _viewer_pixels(page)
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        assert img.shape[0] > 100 and _object_pixels(img) > 0.005 * img.shape[0] * img.shape[1], \
+            (_object_pixels(img), errors)
 
-            links = page.locator("#files a[href]")
-            hrefs = {links.nth(i).get_attribute("download"): links.nth(i).get_attribute("href")
-                     for i in range(links.count())}
-            assert {"model.glb", "model.obj", "turntable.mp4"} <= set(hrefs), hrefs
-            for name in ("model.glb", "model.obj"):
-                href = hrefs[name]
-                body = page.request.get(href if href.startswith("http") else url.rstrip("/") + href).body()
-                mesh = trimesh.load(io.BytesIO(body), file_type=name.split(".")[1], force="mesh")
-                assert len(mesh.faces) > 50, name
-            assert page.locator("#gallery img").count() >= 1  # the finished run is in the gallery
-        finally:
-            browser.close()
+        links = page.locator("#files a[href]")
+        hrefs = {links.nth(i).get_attribute("download"): links.nth(i).get_attribute("href")
+                 for i in range(links.count())}
+        assert {"model.glb", "model.obj", "turntable.mp4"} <= set(hrefs), hrefs
+        for name in ("model.glb", "model.obj"):
+            href = hrefs[name]
+            body = page.request.get(href if href.startswith("http") else url.rstrip("/") + href).body()
+            mesh = trimesh.load(io.BytesIO(body), file_type=name.split(".")[1], force="mesh")
+            assert len(mesh.faces) > 50, name
+        assert page.locator("#gallery img").count() >= 1  # the finished run is in the gallery
 
 
 def test_cancel_in_the_browser_keeps_a_checkpoint_that_resumes(app_url):
@@ -151,25 +160,15 @@ def test_cancel_in_the_browser_keeps_a_checkpoint_that_resumes(app_url):
     from dreamlift.generate import read_state_step
     from dreamlift.runfolder import RunFolder
 
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     url, outputs = app_url
-    with sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(url)
-            page.locator("#prompt textarea").fill("a green table")
-            page.locator("#steps input").fill("100000")
-            page.locator("#run").click()
-            sync.expect(page.locator("#status")).to_contain_text("Step", timeout=240_000)
-            page.locator("#cancel").click()
-            sync.expect(page.locator("#status")).to_contain_text("Cancelled", timeout=180_000)
-            command = page.locator("#status code").inner_text()
-        finally:
-            browser.close()
+    with _browser(url) as (expect, page, _):
+        page.locator("#prompt textarea").fill("a green table")
+        page.locator("#steps input").fill("100000")
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Step", timeout=240_000)
+        page.locator("#cancel").click()
+        expect(page.locator("#status")).to_contain_text("Cancelled", timeout=180_000)
+        command = page.locator("#status code").inner_text()
     argv = shlex.split(command)
     assert argv[:3] == ["dreamlift", "generate", "a green table"] and argv[-1] == "--resume", command
     out = Path(argv[argv.index("--out") + 1])
@@ -190,33 +189,16 @@ def test_cancel_in_the_browser_keeps_a_checkpoint_that_resumes(app_url):
 def test_a_gaussian_run_shows_its_splats_in_the_browser(app_url):
     """Representation gaussians: the second viewer opens the run's 3DGS model.ply (gradio's splat viewer) and
     draws it, beside the mesh in the first."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    from PIL import Image
-
     url, outputs = app_url
-    with sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url)
-            page.locator("#representation input").click()
-            page.get_by_role("option", name="gaussians").click()
-            page.locator("#prompt textarea").fill("a yellow mushroom")
-            page.locator("#run").click()
-            sync.expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
-            canvas = page.locator("#splats canvas").first
-            canvas.wait_for(timeout=120_000)
-            page.wait_for_timeout(6000)  # the viewer loads the .ply and draws
-            img = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
-            # the splat viewer's background is one colour: count the pixels that differ from its corner
-            differ = int((np.abs(img - img[2, 2]).sum(-1) > 60).sum())
-            assert img.shape[0] > 100 and differ > 0.002 * img.shape[0] * img.shape[1], (differ, errors)
-        finally:
-            browser.close()
+    with _browser(url, height=1600) as (expect, page, errors):
+        page.locator("#representation input").click()
+        page.get_by_role("option", name="gaussians").click()
+        page.locator("#prompt textarea").fill("a yellow mushroom")
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
+        img = _viewer_pixels(page, "#splats", settle_ms=6000)
+        # the splat viewer's background is one colour: count the pixels that differ from its corner
+        differ = int((np.abs(img - img[2, 2]).sum(-1) > 60).sum())
+        assert img.shape[0] > 100 and differ > 0.002 * img.shape[0] * img.shape[1], (differ, errors)
     (run,) = [q for q in outputs.iterdir() if q.name.startswith("a-yellow-mushroom")]
     assert (run / "model.ply").is_file() and (run / "model.glb").is_file()
