@@ -63,8 +63,13 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
                _lazy("prior.commands", "SampleConfig"), _call("prior.commands", "run_sample")),
     "train-prior": ("train (or resume) the built-in prior on world views or a folder of image + .txt pairs",
                     _lazy("prior.train", "TrainPriorConfig"), _call("prior.commands", "run_train")),
-    "export-prior": ("turn a train-prior checkpoint into shippable weights (fp16 safetensors + prior.json)",
-                     _lazy("prior.commands", "ExportPriorConfig"), _call("prior.commands", "run_export")),
+    "export-prior": ("turn a train-prior or train-novel-view checkpoint into shippable weights (fp16 safetensors "
+                     "+ json)", _lazy("prior.commands", "ExportPriorConfig"), _call("prior.commands", "run_export")),
+    "train-novel-view": ("train (or resume) the view-conditioned prior on world view sets (Zero-1-to-3's recipe)",
+                         _lazy("prior.novel_view", "TrainNovelViewConfig"),
+                         _call("prior.commands", "run_train_novel_view")),
+    "novel-view": ("draw an object in a reference image from another camera with the view-conditioned prior",
+                   _lazy("prior.commands", "NovelViewConfig"), _call("prior.commands", "run_novel_view")),
     "make-dataset": ("render a dataset of captioned views of the procedural world (sharded .npz)",
                      _lazy("world.dataset", "MakeDatasetConfig"), _call("world.dataset", "run_make_dataset")),
     "eval": ("run a prompt suite through generate (or --ceiling: a fit to ground truth), score each result "

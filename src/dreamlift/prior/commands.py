@@ -35,13 +35,18 @@ def check_output_file(path: Path, flag: str, force: bool) -> None:
         raise DreamliftError(f"{path} exists; pass --force to overwrite it")
 
 
-def check_export_dest(dest: Path, force: bool) -> None:
+# training task -> (file stem, format) of its export
+EXPORTS = {"train-prior": ("prior", "dreamlift-prior/1"), "train-novel-view": ("novel_view", "dreamlift-novel-view/1")}
+
+
+def check_export_dest(dest: Path, force: bool, stem: str = "prior") -> None:
     """Refuse an export folder that is a file, or that holds an export already (unless ``force``)."""
     check_output_folder(dest, "--dest")
-    for name in ("prior.safetensors", "prior.json"):
+    names = (f"{stem}.safetensors", f"{stem}.json")
+    for name in names:
         if (dest / name).is_dir():
             raise DreamliftError(f"--dest {dest} cannot take an export: {dest / name} is a folder")
-    found = [name for name in ("prior.safetensors", "prior.json") if (dest / name).exists()]
+    found = [name for name in names if (dest / name).exists()]
     if found and not force:
         raise DreamliftError(f"--dest {dest} already holds {' and '.join(found)}; pass --force to overwrite")
 
@@ -123,7 +128,7 @@ class ExportPriorConfig:
     def validate(self) -> None:
         if not (self.run / "checkpoint.pt").is_file():
             raise DreamliftError(f"--run {self.run} has no checkpoint.pt; train one with 'dreamlift train-prior'")
-        check_export_dest(self.dest, self.force)
+        check_export_dest(self.dest, self.force)  # the novel-view names are checked once the checkpoint is read
 
 
 def run_export(cfg: ExportPriorConfig) -> Path:
@@ -144,3 +149,78 @@ def run_train(cfg) -> dict:
     print(f"trained to step {summary['step']} ({summary['images_per_s']:.1f} images/s); "
           f"checkpoint in {cfg.out / 'checkpoint.pt'}")
     return summary
+
+
+def run_train_novel_view(cfg) -> dict:
+    import sys
+
+    from .novel_view import train_novel_view
+
+    summary = train_novel_view(cfg, progress=sys.stderr.isatty())
+    print(f"trained to step {summary['step']} ({summary['images_per_s']:.1f} images/s); "
+          f"checkpoint in {cfg.out / 'checkpoint.pt'}")
+    return summary
+
+
+@dataclass
+class NovelViewConfig:
+    """Settings of ``dreamlift novel-view``."""
+
+    image: Path = option(Path(""), "the reference view: the object on a white or transparent background",
+                         positional=True)
+    out: Path = option(Path("novel_view.png"), "the .png to write: the drawn view(s), side by side")
+    azimuth: float = option(90.0, "degrees round the object from the reference camera (positive: towards the "
+                                  "object's left, +x)")
+    elevation: float = option(0.0, "degrees above the reference camera")
+    distance: float = option(0.0, "object radii further away than the reference camera")
+    prompt: str = option("", "an optional caption of the object (e.g. 'a red mug')")
+    n: int = option(1, "views to draw (different seeds of the same camera)")
+    seed: int = option(0, "random seed (same seed, same views)")
+    steps: int = option(50, "DDIM steps")
+    guidance_scale: float = option(3.0, "classifier-free guidance scale over the reference image")
+    scale: int = option(4, "write each view this many times larger than the prior's 32 px (nearest neighbour)")
+    weights: Path | None = option(None, "a folder with novel_view.json + novel_view.safetensors (default: shipped)")
+    force: bool = option(False, "overwrite an existing output file")
+
+    def validate(self) -> None:
+        if str(self.image) in ("", "."):
+            raise DreamliftError("give the reference image: dreamlift novel-view IMAGE --out FILE.png")
+        if not self.image.is_file():
+            raise DreamliftError(f"image not found: {self.image}")
+        if not -90.0 <= self.elevation <= 90.0 or not -2.0 <= self.distance <= 2.0:
+            raise DreamliftError("--elevation must lie in [-90, 90] and --distance in [-2, 2]")
+        if not 1 <= self.n <= 64 or not 1 <= self.steps <= 1000 or not 1 <= self.scale <= 16:
+            raise DreamliftError("--n must lie in [1, 64], --steps in [1, 1000], --scale in [1, 16]")
+        if self.prompt:
+            self.prompt = check_prompt(self.prompt)
+        if self.out.suffix.lower() != ".png":
+            raise DreamliftError(f"--out must name a .png file, got {self.out}")
+        check_output_file(self.out, "--out", self.force)
+
+
+def run_novel_view(cfg: NovelViewConfig) -> Path:
+    """Draw cfg.n views of the reference image from the asked camera and save them side by side."""
+    import io
+
+    import torch
+
+    from ..images import load_reference_image
+    from .novel_view import NovelViewPrior, camera_for
+    from .sampling import image_grid
+
+    cfg.validate()
+    prior = NovelViewPrior(cfg.weights)  # its errors before the image's
+    ref = load_reference_image(cfg.image, prior.resolution)
+    if cfg.steps > prior.schedule.num_steps:
+        raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
+    reference = ref.rgb[None].expand(cfg.n, -1, -1, -1)
+    camera = camera_for(cfg.azimuth, cfg.elevation, cfg.distance).expand(cfg.n, -1)
+    views = prior.sample(reference, camera, cfg.prompt or None, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                         seed=cfg.seed)
+    views = torch.nn.functional.interpolate(views, scale_factor=cfg.scale, mode="nearest")
+    buf = io.BytesIO()
+    image_grid(views, rows=1, pad=0 if cfg.n == 1 else 2).save(buf, format="PNG")
+    atomic_write(cfg.out, buf.getvalue())
+    print(f"saved {cfg.n} view(s) of {cfg.image} at azimuth {cfg.azimuth:+g}, elevation {cfg.elevation:+g} "
+          f"to {cfg.out}")
+    return cfg.out

@@ -24,16 +24,19 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch import Tensor
 
 from ..config import DreamliftError, atomic_write, config_to_dict, option
 from ..diffusion import NoiseSchedule, diffusion_loss
+from ..diffusion.guidance import Cond
 from ..interrupt import Interrupted, StopRequest, interruptible
 from .data import load_training_data
 from .model import sha256_hex
 from .text_encoder import TextEncoder
 from .unet import PriorUNet, UNetConfig
 
-__all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "min_snr_weights", "PREVIEW_PROMPTS"]
+__all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "min_snr_weights", "PREVIEW_PROMPTS",
+           "TrainingTask", "TextPriorTask", "run_training", "learning_rate"]
 
 PREVIEW_PROMPTS = [
     "a red mug", "a blue chair", "a green house", "a cyan snowman", "a yellow table", "a purple donut",
@@ -41,10 +44,11 @@ PREVIEW_PROMPTS = [
 ]
 
 
-def learning_rate(cfg: "TrainPriorConfig", step: int) -> float:
-    """The learning rate of optimiser step ``step`` (zero-based): linear warm-up, constant, then an
-    optional linear decay to 10% over the last ``decay_steps`` steps of the run."""
-    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+def learning_rate(cfg: "TrainPriorConfig", step: int, start: int = 0) -> float:
+    """The learning rate of optimiser step ``step`` (zero-based): linear warm-up from ``start`` (the step a
+    fresh optimiser began at), constant, then an optional linear decay to 10% over the last ``decay_steps``
+    steps of the run."""
+    lr = cfg.lr * min(1.0, (step - start + 1) / cfg.warmup)
     if cfg.decay_steps > 0:
         into = step - (cfg.steps - cfg.decay_steps)
         if into >= 0:
@@ -124,8 +128,9 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load a training checkpoint, with a clear error when it is missing or corrupt."""
+def load_checkpoint(path: Path, task: str | None = "train-prior") -> dict:
+    """Load a training checkpoint of ``task`` ("train-prior", "train-novel-view"; None: either), with a clear
+    error when it is missing, corrupt or another task's. Loading never runs code (``weights_only``)."""
     if not path.is_file():
         raise DreamliftError(f"checkpoint not found: {path}")
     try:
@@ -134,6 +139,9 @@ def load_checkpoint(path: Path) -> dict:
         raise DreamliftError(f"checkpoint {path} is corrupt or not a dreamlift prior checkpoint ({exc.__class__.__name__})") from exc
     if not isinstance(ckpt, dict) or not {"step", "model", "ema", "config"} <= set(ckpt):
         raise DreamliftError(f"checkpoint {path} is not a dreamlift prior checkpoint")
+    found = ckpt["config"].get("task", "train-prior")  # checkpoints from before the novel-view prior: train-prior
+    if task is not None and found != task:
+        raise DreamliftError(f"checkpoint {path} was written by 'dreamlift {found}', not 'dreamlift {task}'")
     return ckpt
 
 
@@ -166,6 +174,81 @@ def _stop_in_setup(stop: StopRequest, what: str) -> None:
         raise Interrupted(f"interrupted by {stop.signal_name} during setup ({what}); nothing was written")
 
 
+class TrainingTask:
+    """What one prior's training adds to the shared loop (:func:`run_training`): its network, its data
+    and conditioning, its previews. The text prior's task is :class:`TextPriorTask`; the novel-view
+    prior's is ``dreamlift.prior.novel_view.NovelViewTask``."""
+
+    name = "train"  # the progress bar's label
+    data_source = "unknown"  # recorded in the checkpoint's config ("captions")
+
+    def setup(self, device: torch.device, resumed: bool, stop: StopRequest) -> None:
+        """Load the encoder and the data (slow); call ``_stop_in_setup`` between the parts."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def build(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def warm_start(self) -> dict | None:
+        """A state dict to start model and EMA from (a fresh run only), or None."""
+        return None
+
+    def start_step(self) -> int:
+        """The step a fresh run starts counting from (non-zero when it continues exported weights)."""
+        return 0
+
+    def batch(self, idx: Tensor, g: torch.Generator, device: torch.device) -> tuple[Tensor, Cond, Cond | None, float]:
+        """Training images x0 (B, 3, R, R) in [-1, 1] for data indices ``idx`` (B,), their condition, the
+        null condition and the probability that ``diffusion_loss`` drops a condition to it."""
+        raise NotImplementedError
+
+    def preview(self, ema: torch.nn.Module, path: Path, schedule: NoiseSchedule, device: torch.device) -> None:
+        raise NotImplementedError
+
+
+class TextPriorTask(TrainingTask):
+    """The built-in text-to-image prior: world views or image + caption pairs, caption dropout."""
+
+    name = "train-prior"
+
+    def __init__(self, cfg: "TrainPriorConfig", encoder: TextEncoder | None = None):
+        self.cfg, self.encoder = cfg, encoder
+
+    def setup(self, device: torch.device, resumed: bool, stop: StopRequest) -> None:
+        cfg = self.cfg
+        self.encoder = self.encoder or TextEncoder(device=device)
+        self.warm = None
+        if not resumed and cfg.init_from is not None:
+            from .model import BuiltinPrior
+
+            warm = BuiltinPrior(cfg.init_from, encoder=self.encoder)
+            if warm.unet_config.to_dict() != cfg.unet.to_dict():
+                raise DreamliftError(f"--init-from {cfg.init_from} has a different U-Net than the one asked for")
+            self.warm = warm.model.state_dict()
+        _stop_in_setup(stop, "loading the text encoder")
+        self.data = load_training_data(cfg.data, cfg.unet.resolution, cfg.view_prob)
+        self.data_source = self.data.source
+        self.null = self.encoder.unconditional(1).to(device)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def build(self) -> torch.nn.Module:
+        return PriorUNet(self.cfg.unet)
+
+    def warm_start(self) -> dict | None:
+        return self.warm
+
+    def batch(self, idx: Tensor, g: torch.Generator, device: torch.device) -> tuple[Tensor, Cond, Cond | None, float]:
+        x0, captions = self.data.batch(idx, g)
+        return x0.to(device), self.encoder.encode(captions).to(device), self.null, self.cfg.cond_drop_prob
+
+    def preview(self, ema: torch.nn.Module, path: Path, schedule: NoiseSchedule, device: torch.device) -> None:
+        _save_preview(path, ema, self.encoder, schedule, self.cfg, device)
+
+
 def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncoder | None = None,
                 stop_after: int | None = None) -> dict:
     """Train (or resume) a prior run. Returns a summary dict.
@@ -179,52 +262,54 @@ def train_prior(cfg: TrainPriorConfig, progress: bool = True, encoder: TextEncod
         encoder: a loaded text encoder (tests pass a shared one); loaded if None.
         stop_after: stop after this many steps of *this call* (simulates an interruption).
     """
+    return run_training(cfg, TextPriorTask(cfg, encoder), progress, stop_after)
+
+
+def run_training(cfg: "TrainPriorConfig", task: TrainingTask, progress: bool = True,
+                 stop_after: int | None = None) -> dict:
+    """The training loop every prior shares: Algorithm 1 (``diffusion_loss``) on ``task``'s batches, AdamW with
+    :func:`learning_rate`, gradient clipping, an EMA, checkpoints, logs and previews; resumable bit for bit.
+
+    Ctrl-C and SIGTERM stop it between two steps (see :func:`train_prior`). Returns a summary dict.
+    """
     cfg.validate()
     with interruptible() as stop:
-        return _train(cfg, progress, encoder, stop_after, stop)
+        return _train(cfg, task, progress, stop_after, stop)
 
 
-def _train(cfg: TrainPriorConfig, progress: bool, encoder: TextEncoder | None, stop_after: int | None,
+def _train(cfg: "TrainPriorConfig", task: TrainingTask, progress: bool, stop_after: int | None,
            stop: StopRequest) -> dict:
     device = _device(cfg.device)
     out = cfg.out
     ckpt_path = out / "checkpoint.pt"
     resumed = None
     if ckpt_path.exists():
-        resumed = load_checkpoint(ckpt_path)
+        resumed = load_checkpoint(ckpt_path, task.name)
         if resumed["config"]["unet"] != cfg.unet.to_dict():
             raise DreamliftError(f"{out} holds a run with a different U-Net; use another --out")
     _stop_in_setup(stop, "reading the checkpoint")
-    encoder = encoder or TextEncoder(device=device)
-    warm = None
-    if resumed is None and cfg.init_from is not None:
-        from .model import BuiltinPrior
-
-        warm = BuiltinPrior(cfg.init_from, encoder=encoder)
-        if warm.unet_config.to_dict() != cfg.unet.to_dict():
-            raise DreamliftError(f"--init-from {cfg.init_from} has a different U-Net than the one asked for")
-    _stop_in_setup(stop, "loading the text encoder")
-    data = load_training_data(cfg.data, cfg.unet.resolution, cfg.view_prob)
+    task.setup(device, resumed is not None, stop)
     _stop_in_setup(stop, "loading the training data")
     schedule = NoiseSchedule.named(cfg.schedule, cfg.num_train_timesteps)
     torch.manual_seed(cfg.seed)
-    model = PriorUNet(cfg.unet).to(device)
-    ema = PriorUNet(cfg.unet).to(device).requires_grad_(False)
+    model = task.build().to(device)
+    ema = task.build().to(device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
+    warm = task.warm_start() if resumed is None else None
     if warm is not None:
-        model.load_state_dict(warm.model.state_dict())
-        ema.load_state_dict(warm.model.state_dict())
+        model.load_state_dict(warm)
+        ema.load_state_dict(warm)
         del warm
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    g = torch.Generator().manual_seed(cfg.seed)
-    step = 0
+    start = task.start_step() if resumed is None else int(resumed.get("start_step", 0))
+    step = start  # a run continued from exported weights keeps counting, warms its new optimiser up again
+    g = torch.Generator().manual_seed(cfg.seed + 1_000_003 * start)  # and draws new batches, not the first ones
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         ema.load_state_dict(resumed["ema"])
         opt.load_state_dict(resumed["optimizer"])
         g.set_state(resumed["generator"])
         step = int(resumed["step"])
-    null = encoder.unconditional(1).to(device)
     t_weights = min_snr_weights(schedule, cfg.unet.prediction, cfg.min_snr_gamma) if cfg.min_snr_gamma > 0 else None
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
     _stop_in_setup(stop, "building the model")  # the last point at which nothing has been written
@@ -232,33 +317,33 @@ def _train(cfg: TrainPriorConfig, progress: bool, encoder: TextEncoder | None, s
     (out / "samples").mkdir(exist_ok=True)
     atomic_write(out / "config.json", json.dumps(config_to_dict(cfg), indent=2).encode())
 
-    def model_fn(x, t, text):
+    def model_fn(x, t, cond):
         with autocast():
-            return model(x, t, text).float()
+            return model(x, t, cond).float()
 
     def state() -> dict:
-        return {"step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "generator": g.get_state(), "config": config_to_dict(cfg) | {"unet": cfg.unet.to_dict(), "captions": data.source}}
+        return {"step": step, "start_step": start, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "generator": g.get_state(),
+                "config": config_to_dict(cfg) | {"unet": cfg.unet.to_dict(), "captions": task.data_source,
+                                                "task": task.name}}
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", unit="step")
+        bar = tqdm(total=cfg.steps, initial=step, desc=task.name, unit="step")
     log = open(out / "log.jsonl", "a")
     t_start, seen, losses = time.perf_counter(), 0, []
     first_step = step
     saved_step = step if resumed is not None else -1  # the step of the checkpoint on disk
     try:
         while step < cfg.steps and (stop_after is None or step - first_step < stop_after):
-            idx = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
-            x0, captions = data.batch(idx, g)
-            text = encoder.encode(captions).to(device)
+            idx = torch.randint(0, len(task), (cfg.batch_size,), generator=g)
+            x0, cond, null, drop = task.batch(idx, g, device)
             for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step)
-            loss = diffusion_loss(model_fn, x0.to(device), schedule, prediction=cfg.unet.prediction, cond=text,
-                                  null_cond=null, cond_drop_prob=cfg.cond_drop_prob, t_weights=t_weights,
-                                  generator=g)
+                group["lr"] = learning_rate(cfg, step, start)
+            loss = diffusion_loss(model_fn, x0, schedule, prediction=cfg.unet.prediction, cond=cond,
+                                  null_cond=null, cond_drop_prob=drop, t_weights=t_weights, generator=g)
             if not torch.isfinite(loss):
                 raise DreamliftError(f"the loss became {loss.item()} at step {step}; lower --lr and resume")
             opt.zero_grad(set_to_none=True)
@@ -281,7 +366,7 @@ def _train(cfg: TrainPriorConfig, progress: bool, encoder: TextEncoder | None, s
                 _save_checkpoint(ckpt_path, state())
                 saved_step = step
             if cfg.sample_every and step % cfg.sample_every == 0:
-                _save_preview(out / "samples" / f"step_{step:07d}.png", ema, encoder, schedule, cfg, device)
+                task.preview(ema, out / "samples" / f"step_{step:07d}.png", schedule, device)
             if stop.requested and step < cfg.steps:  # between two steps: save this one whole, then stop
                 if saved_step != step:
                     _save_checkpoint(ckpt_path, state())
@@ -301,18 +386,20 @@ def _train(cfg: TrainPriorConfig, progress: bool, encoder: TextEncoder | None, s
 
 def export_prior(checkpoint: Path, dest: Path, extra: dict | None = None, force: bool = False) -> Path:
     """Write ``prior.safetensors`` (fp16 EMA weights) and ``prior.json`` (with the sha256 of the weights
-    file, which ``BuiltinPrior`` checks) into ``dest``. An earlier export there is kept unless ``force``."""
+    file, which ``BuiltinPrior`` checks) into ``dest``. An earlier export there is kept unless ``force``.
+    A train-novel-view checkpoint becomes ``novel_view.safetensors`` and ``novel_view.json``."""
     from safetensors.torch import save
 
-    from .commands import check_export_dest
+    from .commands import EXPORTS, check_export_dest
 
-    check_export_dest(dest, force)
+    ckpt = load_checkpoint(checkpoint, None)
+    cfg = ckpt["config"]
+    stem, fmt = EXPORTS[cfg.get("task", "train-prior")]
+    check_export_dest(dest, force, stem)
     with interruptible() as stop:  # a Ctrl-C while the two files are written waits until both are
-        ckpt = load_checkpoint(checkpoint)
-        cfg = ckpt["config"]
         weights = {k: v.to(torch.float16).contiguous() for k, v in ckpt["ema"].items()}
-        data = save(weights, metadata={"format": "dreamlift-prior/1"})
-        meta = {"format": "dreamlift-prior/1", "unet": cfg["unet"], "schedule": cfg["schedule"],
+        data = save(weights, metadata={"format": fmt})
+        meta = {"format": fmt, "unet": cfg["unet"], "schedule": cfg["schedule"],
                 "num_train_timesteps": cfg["num_train_timesteps"], "text_encoder": "all-MiniLM-L6-v2",
                 "max_tokens": 24, "train_steps": ckpt["step"], "batch_size": cfg["batch_size"],
                 # "world": trained on world captions, so dreamlift.prior.vocabulary knows its vocabulary
@@ -320,6 +407,6 @@ def export_prior(checkpoint: Path, dest: Path, extra: dict | None = None, force:
         if stop.requested:
             raise Interrupted(f"interrupted by {stop.signal_name} before the export was written; nothing written")
         dest.mkdir(parents=True, exist_ok=True)
-        atomic_write(dest / "prior.safetensors", data)
-        atomic_write(dest / "prior.json", json.dumps(meta, indent=2).encode())
+        atomic_write(dest / f"{stem}.safetensors", data)
+        atomic_write(dest / f"{stem}.json", json.dumps(meta, indent=2).encode())
     return dest

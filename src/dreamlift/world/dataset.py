@@ -10,7 +10,11 @@ Layout of a dataset directory::
 
 Each random view (category, camera) is traced once and shaded in ``colours_per_view``
 distinct random colours, each with its own random light; images are then shuffled within
-the shard. Shards are rendered in parallel by worker processes (one torch thread each)
+the shard. With ``views_per_object`` G > 1 the shard holds *view sets* instead (the novel-view
+prior's training pairs): G cameras of one category sharing one field of view, shaded in the
+same colour with a light each, stored as G consecutive images; the sets are shuffled, the
+views inside a set are not. ``exclude`` lists (category, colour) objects never drawn, which
+keeps held-out objects out of a training set. Shards are rendered in parallel by worker processes (one torch thread each)
 into a temporary directory next to the output, which is renamed to the output only when
 everything has been written, so a crash never leaves a half-written dataset.
 
@@ -76,6 +80,10 @@ class DatasetConfig:
     """Light distribution."""
     render: RenderConfig = field(default_factory=RenderConfig)
     """Sphere-tracer settings."""
+    views_per_object: int = 1
+    """G > 1: view sets of G cameras of the same object (see the module docstring)."""
+    exclude: tuple[tuple[str, str], ...] = ()
+    """(category, colour) objects never drawn."""
 
     def __post_init__(self) -> None:
         if self.num_images < 1 or self.resolution < 1 or self.shard_size < 1:
@@ -87,6 +95,16 @@ class DatasetConfig:
             raise ValueError(f"colours_per_view must be in [1, {len(self.colours)}], got {self.colours_per_view}")
         if self.num_workers < 0 or self.views_per_batch < 1:
             raise ValueError("num_workers must be >= 0 and views_per_batch >= 1")
+        g = self.views_per_object
+        if g < 1 or self.num_images % g or self.shard_size % g:
+            raise ValueError(f"views_per_object must be >= 1 and divide num_images and shard_size, got {g}")
+        short = [c for c in self.categories if len(self.allowed_colours(c)) < self.colours_per_view]
+        if short:
+            raise ValueError(f"after exclude, {short[0]} has fewer than colours_per_view={self.colours_per_view} colours")
+
+    def allowed_colours(self, category: str) -> list[int]:
+        """Indices into ``colours`` that ``category`` may be drawn in (all but the excluded)."""
+        return [i for i, c in enumerate(self.colours) if (category, c) not in self.exclude]
 
 
 @dataclass
@@ -103,6 +121,8 @@ class WorldDataset:
     """(N,) float32 degrees."""
     elevation: np.ndarray
     """(N,) float32 degrees."""
+    distance: np.ndarray
+    """(N,) float32 object radii."""
     captions: list[str]
     """N captions."""
     meta: dict
@@ -112,11 +132,16 @@ class WorldDataset:
 def _render_shard(config: DatasetConfig, shard: int, start: int, count: int, tmp_dir: str) -> int:
     """Render images [start, start + count) into shard files in ``tmp_dir``; returns ``count``."""
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + shard)
-    k, R = config.colours_per_view, config.resolution
-    n_views = math.ceil(count / k)
-    cat_local = torch.randint(len(config.categories), (n_views,), generator=g)
+    k, R, G = config.colours_per_view, config.resolution, config.views_per_object
+    n_views = math.ceil(count / k / G) * G  # whole view sets (G = 1: single views)
+    cat_local = torch.randint(len(config.categories), (n_views // G,), generator=g).repeat_interleave(G)
     cams = config.cameras.sample(n_views, g, height=R)
-    col_local = torch.stack([torch.randperm(len(config.colours), generator=g)[:k] for _ in range(n_views)])  # (V, k)
+    if G > 1:  # one field of view per set, so a set's views differ only by where the camera stands
+        fov = cams.camera.fov_y_deg.reshape(-1, G)[:, :1].expand(-1, G).reshape(-1)
+        cams = CameraSample.from_spherical(cams.azimuth_deg, cams.elevation_deg, cams.distance, fov, R, R)
+    allowed = [torch.tensor(config.allowed_colours(c)) for c in config.categories]
+    col_local = torch.stack([allowed[int(c)][torch.randperm(len(allowed[int(c)]), generator=g)[:k]]
+                             for c in cat_local[::G]]).repeat_interleave(G, dim=0)  # (V, k)
     rgb_table = torch.tensor([COLOURS[c] for c in config.colours])  # (C, 3)
 
     images = np.empty((n_views, k, R, R, 3), dtype=np.uint8)
@@ -136,8 +161,13 @@ def _render_shard(config: DatasetConfig, shard: int, start: int, count: int, tmp
                 rgb = shade(geometry, table, config.lights.sample(sub, g), config.render.background)
                 images[chunk.numpy(), j] = (rgb * 255.0 + 0.5).to(torch.uint8).numpy()
 
-    # Flatten view-major, keep `count`, shuffle within the shard.
-    order = torch.randperm(n_views * k, generator=g)[:count]
+    # Flatten view-major, keep `count`, shuffle within the shard (whole sets when G > 1).
+    if G == 1:
+        order = torch.randperm(n_views * k, generator=g)[:count]
+    else:  # a set is (group, colour slot); its G images are views group * G + v in that slot
+        sets = torch.randperm(n_views // G * k, generator=g)[: count // G]
+        group, slot = sets // k, sets % k
+        order = ((group[:, None] * G + torch.arange(G)) * k + slot[:, None]).reshape(-1)
     view_of, slot_of = order // k, order % k
     category = torch.tensor([CATEGORIES.index(c) for c in config.categories])[cat_local[view_of]]
     colour = torch.tensor([list(COLOURS).index(c) for c in config.colours])[col_local[view_of, slot_of]]
@@ -220,7 +250,8 @@ def load_dataset(path: str | os.PathLike) -> WorldDataset:
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not a world dataset (no meta.json)")
     meta = json.loads(meta_file.read_text())
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "category", "colour", "azimuth", "elevation")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "category", "colour", "azimuth", "elevation",
+                                                          "distance")}
     captions: list[str] = []
     for name in meta["shards"]:
         with np.load(path / f"{name}.npz") as z:
@@ -242,13 +273,20 @@ class MakeDatasetConfig:
     colours_per_view: int = option(4, "colours each traced view is shaded in")
     seed: int = option(0, "seed (a held-out set is just another seed)")
     num_workers: int = option(os.cpu_count() or 1, "worker processes")
+    views_per_object: int = option(1, "G > 1: view sets, G views of one object each (the novel-view prior's "
+                                      "training data)")
+    exclude_held_out: bool = option(False, "never draw the objects held out for image-to-3D (HELD_OUT_OBJECTS)")
 
 
 def run_make_dataset(cfg: MakeDatasetConfig) -> Path:
     """Make a dataset, turning bad settings into one-line errors."""
+    from .shapes import HELD_OUT_OBJECTS
+
+    exclude = HELD_OUT_OBJECTS if cfg.exclude_held_out else ()
     try:
         out = make_dataset(DatasetConfig(str(cfg.out), cfg.num_images, cfg.resolution, cfg.colours_per_view,
-                                         seed=cfg.seed, num_workers=cfg.num_workers))
+                                         seed=cfg.seed, num_workers=cfg.num_workers,
+                                         views_per_object=cfg.views_per_object, exclude=exclude))
     except (ValueError, FileExistsError) as exc:
         raise DreamliftError(str(exc)) from exc
     meta = json.loads((out / "meta.json").read_text())

@@ -65,6 +65,17 @@ def test_calibration_suite_is_disjoint_from_core_and_follows_its_rule():
         assert p.colour == expect and p.prompt == canonical_prompt(p.category, p.colour)
 
 
+def test_held_out_objects_are_disjoint_from_the_text_suites_and_follow_their_rule():
+    from dreamlift.world import HELD_OUT_OBJECTS
+
+    used = {(p.category, p.colour) for name in ("core-v1", "calib-v1") for p in get_suite(name)}
+    assert [c for c, _ in HELD_OUT_OBJECTS] == list(CATEGORIES)
+    for i, (category, colour) in enumerate(HELD_OUT_OBJECTS):  # the first colour from index 3 i + 1 on not used
+        expect = next(c for k in range(len(COLOUR_NAMES))
+                      if (category, c := COLOUR_NAMES[(i * 3 + 1 + k) % len(COLOUR_NAMES)]) not in used)
+        assert colour == expect
+
+
 def test_unknown_suite_is_a_user_error():
     with pytest.raises(DreamliftError, match="core-v1"):
         get_suite("core-v9")

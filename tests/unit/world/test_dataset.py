@@ -89,3 +89,45 @@ def test_bad_configs_raise(tmp_path):
         _config(tmp_path / "x", categories=("spaceship",))
     with pytest.raises(ValueError):
         _config(tmp_path / "x", num_images=0)
+
+
+def test_view_sets_are_views_of_one_object_from_their_stored_cameras(tmp_path):
+    import torch
+
+    from dreamlift.render.camera import CameraSample
+    from dreamlift.world import get_shape
+    from dreamlift.world.render import trace_geometry
+
+    G = 4
+    out = make_dataset(_config(tmp_path / "ds", num_images=48, shard_size=24, views_per_object=G, colours_per_view=2))
+    ds = load_dataset(out)
+    with np.load(out / "shard-00000.npz") as z:
+        fov = np.concatenate([z["fov"], np.load(out / "shard-00001.npz")["fov"]])
+    sets = lambda a: a.reshape(-1, G)  # noqa: E731
+    for a in (ds.category, ds.colour, fov):  # one object and one field of view per set
+        assert (sets(a) == sets(a)[:, :1]).all()
+    assert (np.ptp(sets(ds.azimuth), axis=1) > 0).all()  # but G different cameras
+    # Each image is its object seen from its own stored camera: the foreground is the traced silhouette.
+    for i in range(0, 48, 5):
+        cam = CameraSample.from_spherical(torch.tensor([float(ds.azimuth[i])]), torch.tensor([float(ds.elevation[i])]),
+                                          torch.tensor([float(ds.distance[i])]), torch.tensor([float(fov[i])]), 16, 16)
+        mask = trace_geometry(get_shape(CATEGORIES[ds.category[i]]), cam.camera).mask[0].numpy()
+        fg = (ds.images[i] < 254).any(-1)
+        assert (mask == fg).mean() > 0.97, i
+
+
+def test_excluded_objects_are_never_drawn(tmp_path):
+    from dreamlift.world import HELD_OUT_OBJECTS
+
+    assert len(HELD_OUT_OBJECTS) == len(CATEGORIES) and {c for c, _ in HELD_OUT_OBJECTS} == set(CATEGORIES)
+    names = list(COLOURS)
+    ds = load_dataset(make_dataset(_config(tmp_path / "ds", num_images=120, shard_size=40, views_per_object=2,
+                                           categories=("mug", "hat"), exclude=HELD_OUT_OBJECTS)))
+    seen = {(CATEGORIES[c], names[k]) for c, k in zip(ds.category, ds.colour)}
+    assert not seen & set(HELD_OUT_OBJECTS)
+    assert len(seen) > 10  # the other colours are still drawn
+    with pytest.raises(ValueError):
+        _config(tmp_path / "x", views_per_object=4, num_images=45)  # not whole sets
+    with pytest.raises(ValueError):  # an exclusion that leaves too few colours
+        _config(tmp_path / "x", categories=("hat",), colours=("red", "blue"), colours_per_view=2,
+                exclude=(("hat", "red"),))
