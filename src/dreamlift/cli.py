@@ -57,6 +57,9 @@ COMMANDS: dict[str, tuple[str, Callable[[], type], Callable]] = {
     "generate": ("text to 3D: optimise a NeRF or 3D Gaussians by score distillation from a 2D prior; write a "
                  "mesh (glb, obj), a turntable video, views and metrics to OUT", _lazy("generate", "GenerateConfig"),
                  _generate),
+    "image-to-3d": ("image to 3D: one view of an object in, a NeRF or 3D Gaussians out, by score distillation from "
+                    "the view-conditioned prior; the same outputs as generate", _lazy("image_to_3d", "ImageTo3DConfig"),
+                    _call("image_to_3d", "run_image_to_3d")),
     "demo2d": ("train and sample a conditional DDPM on labelled 2D rings and clusters (seconds on a CPU)",
                _lazy("demo2d", "Demo2DConfig"), _demo2d),
     "sample": ("text-to-image with the built-in prior: save a grid of samples of PROMPT",

@@ -331,6 +331,8 @@ class Generator:
         self.clock = PhaseClock(self.device)
         self.times = {"render": 0.0, "guidance": 0.0, "backward": 0.0, "optimizer": 0.0, "scene": 0.0}
         self.history: list[dict[str, float]] = []
+        if hasattr(objective, "attach"):  # an objective that renders views of its own (image-to-3d's reference)
+            objective.attach(self)
 
     @property
     def times(self) -> dict[str, float]:

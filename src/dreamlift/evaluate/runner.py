@@ -32,6 +32,8 @@ SUMMARY_METRICS: tuple[tuple[str, str, str], ...] = (
     ("iou", "IoU", "{:.3f}"), ("chamfer", "Chamfer", "{:.3f}"), ("delta_e_named", "dE00", "{:.1f}"),
     ("r_precision_colour", "R-P colour", "{:.2f}"), ("r_precision_textureless", "R-P texless", "{:.2f}"),
 )
+#: Image suites also score held-out novel views against the true object's (dreamlift.evaluate.views).
+VIEW_METRICS: tuple[tuple[str, str, str], ...] = (("psnr", "PSNR", "{:.1f}"), ("ssim", "SSIM", "{:.3f}"))
 
 
 @dataclass
@@ -50,6 +52,8 @@ class EvalConfig:
     num_cpus: float = option(1.0, "Ray: CPUs each prompt asks for (also its torch threads)", low=0.01, high=1024)
     num_gpus: float = option(0.0, "Ray: GPUs each prompt asks for (use with --device cuda)", low=0, high=64)
     ceiling: bool = option(False, "fit the representation to ground-truth renders instead of SDS (its ceiling)")
+    text: bool = option(False, "image suites: make each object from its caption with generate instead of from its "
+                               "reference image (the text-to-3D comparison)")
     force: bool = option(False, "redo prompts that are already finished")
     device: str = option("auto", "cpu, cuda or auto")
     render_scale: float | None = option(None, "generate: render size relative to the prior's")
@@ -79,12 +83,19 @@ class EvalConfig:
         _device(self.device)  # a missing GPU is refused now, not after the first prompt's setup
         if self.set:
             from ..generate import GenerateConfig
+            from ..image_to_3d import ImageTo3DConfig
 
-            with_overrides(GenerateConfig(), self.set)  # unknown keys and bad values fail here, before any work
+            base = ImageTo3DConfig() if self._image_runs(get_suite(self.suite)) else GenerateConfig()
+            with_overrides(base, self.set)  # unknown keys and bad values fail here, before any work
+
+    def _image_runs(self, suite) -> bool:
+        """Whether this eval makes its objects with image-to-3d (an image suite, not --ceiling or --text)."""
+        return any(p.reference is not None for p in suite) and not (self.ceiling or self.text)
 
     @property
     def out_dir(self) -> Path:
-        return self.out if self.out is not None else Path("results") / (self.suite + ("-ceiling" if self.ceiling else ""))
+        mode = "-ceiling" if self.ceiling else "-text" if self.text else ""
+        return self.out if self.out is not None else Path("results") / (self.suite + mode)
 
     def selected(self, suite: tuple[SuitePrompt, ...]) -> tuple[SuitePrompt, ...]:
         """The prompts of ``suite`` that ``--only`` names (all of them without it), in the suite's order."""
@@ -103,12 +114,39 @@ class EvalConfig:
 
         sizes = {k: getattr(self, k) for k in ("steps", "render_scale", "num_samples", "mesh_resolution",
                                                "video_frames", "video_resolution")}
-        cfg = GenerateConfig(prompt=prompt.prompt, out=self.out_dir / prompt.slug, preset=self.preset,
-                             representation=self.representation, seed=self.seed, device=self.device,
-                             progress=self.progress and self.jobs == 1 and not self.ray,
-                             accept_rewrite=True,  # held-out words are part of what a suite measures
-                             **sizes)
+        common = dict(out=self.out_dir / prompt.slug, preset=self.preset, representation=self.representation,
+                      seed=self.seed, device=self.device, progress=self.progress and self.jobs == 1 and not self.ray,
+                      **sizes)
+        if prompt.reference is not None and not (self.ceiling or self.text):
+            from ..image_to_3d import ImageTo3DConfig
+
+            az, el = prompt.reference
+            cfg = ImageTo3DConfig(image=reference_path(self.out_dir, prompt), ref_azimuth=az, ref_elevation=el,
+                                  **common)
+        else:
+            cfg = GenerateConfig(prompt=prompt.prompt, accept_rewrite=True,  # held-out words are part of a suite
+                                 **common)
         return with_overrides(cfg, self.set)
+
+
+def reference_path(out: Path, prompt: SuitePrompt) -> Path:
+    """Where eval keeps an image-suite prompt's reference image: OUT/references/<slug>.png."""
+    return Path(out) / "references" / f"{prompt.slug}.png"
+
+
+def _write_references(out: Path, prompts) -> None:
+    """Render the reference image of each image-suite prompt that has none yet (``suite.render_reference``)."""
+    import io
+
+    from .suite import render_reference
+
+    for p in prompts:
+        path = reference_path(out, p)
+        if p.reference is not None and not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            render_reference(p).save(buf, format="PNG")
+            atomic_write(path, buf.getvalue())
 
 
 def _finished(out: Path) -> dict | None:
@@ -141,8 +179,20 @@ def run_prompt(gen_cfg, prompt: SuitePrompt, suite: tuple[SuitePrompt, ...], sco
             # whole until the new run is swapped in)
             resume = not fresh and resumable_checkpoint(out) is not None
             cfg = replace(gen_cfg, resume=resume, force=True)
-            run_ceiling(cfg, prompt) if ceiling else run_generate(cfg)
+            if ceiling:
+                run_ceiling(cfg, prompt)
+            elif prompt.reference is not None and hasattr(cfg, "image"):
+                from ..image_to_3d import run_image_to_3d
+
+                run_image_to_3d(cfg)
+            else:
+                run_generate(cfg)
         scores = score_result(out, prompt, suite, score_cfg)
+        if prompt.reference is not None:  # image suites: held-out novel views against the true object's
+            from .score import load_scene
+            from .views import novel_view_scores
+
+            scores |= novel_view_scores(load_scene(out)[0], prompt.world_object(), prompt.reference[0])
     except KeyboardInterrupt:
         if orphaned():  # stopped because its eval died (the checkpoint is saved): end the worker
             os._exit(1)
@@ -174,6 +224,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     if out.exists() and not out.is_dir():
         raise DreamliftError(f"{out} exists and is not a folder")
     chosen = cfg.selected(suite)
+    if cfg._image_runs(suite):
+        _write_references(out, chosen)
     for prompt in chosen:  # fail early on a bad setting, before hours of runs
         cfg.generate_config(prompt).resolved()
     rows: dict[str, dict] = {}
@@ -199,7 +251,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         row = outcome.value if outcome.ok else {"prompt": prompt.prompt, "slug": prompt.slug, "error": outcome.error}
         rows[prompt.slug] = _report({**row, "attempts": outcome.attempts})
     ordered = [rows[p.slug] for p in chosen]
-    summary = {"suite": cfg.suite, "mode": "ceiling" if cfg.ceiling else "sds", "preset": cfg.preset,
+    mode = "ceiling" if cfg.ceiling else "image" if cfg._image_runs(suite) else "sds"
+    summary = {"suite": cfg.suite, "mode": mode, "preset": cfg.preset,
                "steps": cfg.steps, "seed": cfg.seed, "wall_seconds": time.perf_counter() - t0,
                "run_now": len(todo),
                "config": config_to_dict(cfg), "aggregate": summarise(ordered), "prompts": ordered}
@@ -225,7 +278,7 @@ def summarise(rows: list[dict]) -> dict:
     """Mean, median and max of each summary metric and of generate's wall time over the rows that have
     them, and the Janus rate."""
     agg: dict[str, dict] = {}
-    for key in (*(k for k, _, _ in SUMMARY_METRICS), "generate_seconds"):
+    for key in (*(k for k, _, _ in SUMMARY_METRICS + VIEW_METRICS), "generate_seconds"):
         vals = [r[key] for r in rows if r.get(key) is not None]
         agg[key] = {"mean": statistics.fmean(vals), "median": statistics.median(vals), "max": max(vals),
                     "n": len(vals)} if vals else None
@@ -241,7 +294,8 @@ def _fmt(fmt: str, v) -> str:
 
 def results_markdown(summary: dict) -> str:
     """The per-prompt table and the medians/means of a summary as markdown."""
-    head = ["prompt", *(title for _, title, _ in SUMMARY_METRICS), "turn", "Janus (views)", "steps", "time s"]
+    metrics = SUMMARY_METRICS + (VIEW_METRICS if any("psnr" in r for r in summary["prompts"]) else ())
+    head = ["prompt", *(title for _, title, _ in metrics), "turn", "Janus (views)", "steps", "time s"]
     lines = [f"# {summary['suite']} ({summary['mode']}, preset {summary['preset']}, seed {summary['seed']})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary["prompts"]:
@@ -250,14 +304,14 @@ def results_markdown(summary: dict) -> str:
             continue
         j = r.get("janus")
         janus = "—" if not j else f"{'yes' if j['janus'] else 'no'} ({j['views']})"
-        cells = [r["prompt"], *(_fmt(f, r.get(k)) for k, _, f in SUMMARY_METRICS),
+        cells = [r["prompt"], *(_fmt(f, r.get(k)) for k, _, f in metrics),
                  _fmt("{:.0f}", r.get("rotation_deg")), janus, str(r.get("steps")),
                  _fmt("{:.0f}", r.get("generate_seconds"))]
         lines.append("| " + " | ".join(cells) + " |")
     agg = summary["aggregate"]
     times = agg.get("generate_seconds")
     for stat in ("median", "mean"):
-        cells = [f"**{stat}**", *(_fmt(f, agg[k][stat] if agg.get(k) else None) for k, _, f in SUMMARY_METRICS), "",
+        cells = [f"**{stat}**", *(_fmt(f, agg[k][stat] if agg.get(k) else None) for k, _, f in metrics), "",
                  _fmt("{:.0%} Janus", agg["janus_rate"]["mean"]) if agg.get("janus_rate") and stat == "mean" else "",
                  "", _fmt("{:.0f}", times[stat] if times else None)
                  + (f" (max {times['max']:.0f})" if times and stat == "mean" else "")]
@@ -266,7 +320,9 @@ def results_markdown(summary: dict) -> str:
               "the mean albedo on the named-colour parts; R-P: R-Precision of lambertian / textureless orbit "
               "renders under the evaluator; Janus: front-facing categories only, one letter per view "
               "(F front, S side, B back, O overhead); time s: generate's wall time for the prompt (setup, "
-              "optimisation, export), from its metrics.json. See dreamlift.evaluate.score.", ""]
+              "optimisation, export), from its metrics.json. See dreamlift.evaluate.score."
+              + (" PSNR / SSIM: Lambertian renders at 7 held-out cameras round the object against the true "
+                 "object's (dreamlift.evaluate.views)." if metrics != SUMMARY_METRICS else ""), ""]
     return "\n".join(lines)
 
 

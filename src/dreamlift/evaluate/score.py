@@ -182,6 +182,12 @@ def two_faced(obj):
 def load_field(out: Path, num_samples: int = 64, device: str = "cpu") -> tuple[ScoredField, dict]:
     """The representation of a finished run, OUT/checkpoint.safetensors -> (ScoredField at the run's
     surface_density, run config). Loading runs no code from the file (``dreamlift.checkpoint``)."""
+    scene, config = load_scene(out, device)
+    return scene_field(scene, config["surface_density"], num_samples), config
+
+
+def load_scene(out: Path, device: str = "cpu"):
+    """The representation of a finished run, OUT/checkpoint.safetensors -> (Representation, run config)."""
     from ..checkpoint import load_state
     from ..generate import CHECKPOINT
     from ..scene import build_representation
@@ -197,7 +203,7 @@ def load_field(out: Path, num_samples: int = 64, device: str = "cpu") -> tuple[S
     except Exception as exc:  # a mismatched file is the user's to fix
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise DreamliftError(f"cannot load the representation from {ckpt} ({type(exc).__name__}: {first})") from None
-    return scene_field(scene, config["surface_density"], num_samples), config
+    return scene, config
 
 
 # ----------------------------------------------------------------------------- metrics

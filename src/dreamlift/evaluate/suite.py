@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from ..config import DreamliftError
 
-__all__ = ["SuitePrompt", "SUITES", "get_suite", "suite_labels", "prompt_slug"]
+__all__ = ["SuitePrompt", "SUITES", "get_suite", "suite_labels", "prompt_slug", "REFERENCE_LIGHT",
+           "render_reference"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class SuitePrompt:
     """World category (``dreamlift.world.CATEGORIES``)."""
     colour: str
     """Named colour (``dreamlift.world.COLOURS``) of the object's main part."""
+    reference: tuple[float, float] | None = None
+    """Image suites: the (azimuth, elevation) in degrees of the reference view the object is made from."""
 
     @property
     def slug(self) -> str:
@@ -106,7 +109,45 @@ SUITES: dict[str, tuple[SuitePrompt, ...]] = {
         _p("a red mug", "mug", "red"),
         _p("a green tree", "tree", "green"),
     ),
+    # Image to 3D: one reference render per object of HELD_OUT_OBJECTS (every category, in a colour that neither
+    # core-v1 nor calib-v1 uses), which the view-conditioned prior never trained on, so no reference is a training
+    # pair of it. Every reference is the documented default camera of image-to-3d (azimuth 0, elevation 15,
+    # distance 3.3, field of view 45) with REFERENCE_LIGHT; the prompt is the object's canonical caption, which
+    # the image-to-3d runs do not see (it labels the object and is the text-to-3D comparison's prompt).
+    "image-v1": tuple(SuitePrompt(canonical, category, colour, (0.0, 15.0)) for category, colour, canonical in (
+        ("mug", "yellow", "a yellow mug"), ("chair", "cyan", "a cyan chair"), ("house", "pink", "a pink house"),
+        ("snowman", "red", "a red snowman"), ("car", "cyan", "a cyan car"), ("table", "purple", "a purple table"),
+        ("lamp", "black", "a black lamp"), ("traffic_cone", "green", "a green traffic cone"),
+        ("donut", "blue", "a blue donut"), ("bottle", "brown", "a brown bottle"),
+        ("mushroom", "yellow", "a yellow mushroom"), ("tree", "blue", "a blue tree"),
+        ("rocket", "pink", "a pink rocket"), ("dumbbell", "orange", "an orange dumbbell"),
+        ("hat", "green", "a green top hat"))),
 }
+
+#: The light of every image suite's reference render: (azimuth offset, elevation offset) in degrees from the
+#: camera, distance in object radii, ambient fraction.
+REFERENCE_LIGHT = (30.0, 30.0, 4.5, 0.35)
+
+
+def render_reference(prompt: SuitePrompt, size: int = 128):
+    """The reference image of an image-suite prompt: its world object from its reference camera (image-to-3d's
+    default distance and field of view) under REFERENCE_LIGHT. -> PIL image, RGB, ``size`` pixels a side."""
+    import torch
+    from PIL import Image
+
+    from ..image_to_3d import DEFAULT_REFERENCE
+    from ..render.camera import CameraSample, Light, spherical_to_position
+    from ..world.render import render_object
+
+    if prompt.reference is None:
+        raise DreamliftError(f"{prompt.prompt!r} is a text prompt, not an image-suite item")
+    az, el = prompt.reference
+    one = lambda v: torch.tensor([float(v)])  # noqa: E731
+    cam = CameraSample.from_spherical(one(az), one(el), one(DEFAULT_REFERENCE[2]), one(DEFAULT_REFERENCE[3]), size, size)
+    d_az, d_el, dist, ambient = REFERENCE_LIGHT
+    light = Light(spherical_to_position(one(az + d_az), one(min(el + d_el, 89.0)), one(dist)), one(ambient))
+    rgb = render_object(prompt.world_object(), cam.camera, light).rgb[0]
+    return Image.fromarray((rgb * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy())
 
 
 def get_suite(name: str) -> tuple[SuitePrompt, ...]:

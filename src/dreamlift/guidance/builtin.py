@@ -12,7 +12,17 @@ from ..config import DreamliftError
 from ..prior.text_encoder import TextEmbedding
 from .base import GuidanceBackend
 
-__all__ = ["BuiltinGuidance"]
+__all__ = ["BuiltinGuidance", "pixel_x0"]
+
+
+def pixel_x0(images: Tensor, resolution: int) -> Tensor:
+    """Renders (B, 3, H, W) in [0, 1] -> a pixel-space prior's x0 (B, 3, R, R) in [-1, 1], area-averaged to its
+    resolution (the priors were trained on 64x64 renders area-downsampled to 32x32). Differentiable."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[-1] != resolution or images.shape[-2] != resolution:
+        images = F.interpolate(images, size=(resolution, resolution), mode="area")
+    return images * 2.0 - 1.0
 
 
 class BuiltinGuidance(GuidanceBackend):
@@ -61,11 +71,7 @@ class BuiltinGuidance(GuidanceBackend):
         return self.prior.encode(prompts)
 
     def encode_images(self, images: Tensor) -> Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        if images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
-            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="area")
-        return images * 2.0 - 1.0
+        return pixel_x0(images, self.resolution)
 
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: TextEmbedding) -> Tensor:
         return self.prior.predict_eps(x_t, t, cond)

@@ -31,7 +31,7 @@ from ..diffusion import cfg_combine, gather, q_sample
 from ..render.camera import view_word
 from .base import GuidanceBackend
 
-__all__ = ["SDSConfig", "SDSOutput", "sds_step", "sample_timesteps", "sds_weights", "view_prompts", "replaces_nonfinite",
+__all__ = ["SDSConfig", "SDSOutput", "sds_step", "sds_guided", "sample_timesteps", "sds_weights", "view_prompts", "replaces_nonfinite",
            "run_prompts"]
 
 Weighting = Literal["sigma2", "uniform"]
@@ -140,13 +140,22 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
     """
     if len(prompts) != images.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {images.shape[0]} images")
+    return sds_guided(backend, images, lambda: backend.encode_text(list(prompts) + [cfg.negative_prompt] * len(prompts)),
+                      cfg, progress, generator)
+
+
+def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSConfig, progress: float = 0.0,
+               generator: torch.Generator | None = None) -> SDSOutput:
+    """``sds_step`` for any conditioning: ``conditions()`` returns the backend's condition for 2B inputs, the
+    B conditional ones first and then the B unconditional ones (a text prior: the prompts, then the negative
+    prompt; the novel-view prior: the reference views, then no reference)."""
     x0 = backend.encode_images(images)  # (B, C, h, w), in the graph
     B = x0.shape[0]
     t = sample_timesteps(cfg, B, backend.schedule.num_steps, progress, generator, x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
     with torch.no_grad():
         x_t = q_sample(backend.schedule, x0.detach(), t, eps)
-        cond = backend.encode_text(list(prompts) + [cfg.negative_prompt] * B)
+        cond = conditions()
         out = backend.predict_eps(torch.cat([x_t, x_t]), torch.cat([t, t]), cond).to(x0.dtype)  # (2B, C, h, w)
         eps_cond, eps_uncond = out[:B], out[B:]
         eps_hat = cfg_combine(eps_uncond, eps_cond, cfg.guidance_scale)

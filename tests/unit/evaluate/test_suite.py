@@ -86,3 +86,15 @@ def test_labels_merge_synonymous_prompts():
                SuitePrompt("a blue car", "car", "blue")]
     assert suite_labels(prompts) == [("mug", "red"), ("car", "blue")]
     assert prompt_slug("A snow man, azure!") == "a-snow-man-azure"
+
+
+def test_image_suite_is_the_held_out_objects_at_the_default_reference_camera():
+    from dreamlift.image_to_3d import DEFAULT_REFERENCE
+    from dreamlift.world import HELD_OUT_OBJECTS
+    from dreamlift.world.captions import canonical_prompt
+
+    suite = get_suite("image-v1")
+    assert [(p.category, p.colour) for p in suite] == list(HELD_OUT_OBJECTS)
+    assert all(p.reference == DEFAULT_REFERENCE[:2] for p in suite)
+    assert all(p.prompt == canonical_prompt(p.category, p.colour) for p in suite)
+    assert all(p.reference is None for name in ("core-v1", "calib-v1", "smoke-v1") for p in get_suite(name))

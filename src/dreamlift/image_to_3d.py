@@ -1,0 +1,126 @@
+"""`dreamlift image-to-3d IMAGE --out DIR`: one picture of an object in, a 3D object out.
+
+The same loop, representations and outputs as ``generate`` (``dreamlift.generate.run_training``), driven by
+``guidance.image.ImageObjective``: the reference view's colours and silhouette at the reference camera, and
+score distillation from the view-conditioned prior (``dreamlift.prior.novel_view``) at random cameras, plus
+the text prior's when a ``--prompt`` is given.
+
+The reference camera is assumed where the world's renders put it unless given: azimuth 0 (the object's
+front), elevation 15 degrees, the middle of the world's distance (3.3 object radii) and field of view (45
+degrees). The object is expected on a white background (or a transparent one) and centred, as in the world's
+renders; the image is padded to a square, never cropped.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .config import DreamliftError, option
+from .generate import GenerateConfig, run_training
+from .guidance.sds import SDSConfig
+
+__all__ = ["ImageTo3DConfig", "run_image_to_3d", "DEFAULT_REFERENCE"]
+
+# Where the reference camera is assumed: (azimuth, elevation, distance, field of view), the world's front view.
+DEFAULT_REFERENCE = (0.0, 15.0, 3.3, 45.0)
+
+
+@dataclass
+class ImageTo3DConfig(GenerateConfig):
+    """Settings of ``dreamlift image-to-3d``: generate's, with a reference image instead of the prompt."""
+
+    prompt: str = option("", "an optional caption of the object (adds the text prior's score distillation)",
+                         group="the prompt")
+    image: Path = option(Path(""), "the reference view: the object on a white or transparent background",
+                         positional=True)
+    ref_azimuth: float = option(DEFAULT_REFERENCE[0], "azimuth of the reference camera in degrees (0: the front)",
+                                group="the reference", low=-360, high=360)
+    ref_elevation: float = option(DEFAULT_REFERENCE[1], "elevation of the reference camera in degrees",
+                                  group="the reference", low=-89, high=89)
+    ref_distance: float = option(DEFAULT_REFERENCE[2], "distance of the reference camera in object radii",
+                                 group="the reference", low=1.5, high=10)
+    ref_fov: float = option(DEFAULT_REFERENCE[3], "vertical field of view of the reference camera in degrees",
+                            group="the reference", low=5, high=120)
+    prior_weight: float = option(1.0, "weight of the view-conditioned prior's score distillation (0: fit the "
+                                      "reference view alone, a baseline)", group="the reference", low=0)
+    rgb_weight: float = option(1000.0, "weight of the reference view's colour loss", group="the reference", low=0)
+    mask_weight: float = option(500.0, "weight of the reference view's silhouette loss", group="the reference",
+                                low=0)
+    text_weight: float = option(1.0, "weight of the text prior's score distillation (with --prompt)",
+                                group="the reference", low=0)
+    novel_view_model: Path | None = option(None, "the view-conditioned prior's weights folder (default: shipped)",
+                                           group="the reference")
+    text_sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "expert: losses and timesteps",
+                                                                     "cli": False})
+
+    def resolved(self) -> "ImageTo3DConfig":
+        if str(self.image) in ("", "."):
+            raise DreamliftError("give the reference image: dreamlift image-to-3d IMAGE --out DIR")
+        if not self.image.is_file():
+            raise DreamliftError(f"image not found: {self.image}")
+        if self.backend != "builtin":
+            raise DreamliftError("image-to-3d guides with the built-in priors only (--backend builtin)")
+        if self.preset not in ("fast", "quality"):
+            raise DreamliftError(f"--preset {self.preset} is for a text backend; use fast or quality")
+        out = self.out if self.out is not None else Path("outputs") / f"{_stem(self.image)}-3d"
+        base = replace(self, prompt=self.prompt.strip() or "an object", out=out,
+                       guidance=self.guidance if self.guidance is not None else 5.0,
+                       area_weight=0.0 if self.area_weight is None else self.area_weight)
+        cfg = GenerateConfig.resolved(base)  # the preset's values, checked
+        text_sds = replace(cfg.sds, guidance_scale=20.0)  # the text prior's own default scale (generate's)
+        return replace(cfg, prompt=self.prompt.strip(), text_sds=text_sds)
+
+
+def _stem(path: Path) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:50] or "image"
+
+
+def run_image_to_3d(cfg: ImageTo3DConfig) -> dict:
+    """Run ``dreamlift image-to-3d``; returns the metrics written to OUT/metrics.json."""
+    from .images import load_reference_image
+
+    cfg = cfg.resolved()
+    if cfg.prompt:
+        from .generate import _review_prompt
+
+        _review_prompt(cfg)
+    # Read the image before any heavy work (a bad one is a one-line error and nothing is written).
+    from .prior.model import read_meta
+    from .prior.model import SHIPPED_WEIGHTS, PRIOR_KEYS, _one_of
+
+    folder = cfg.novel_view_model or SHIPPED_WEIGHTS
+    if not (folder / "novel_view.json").is_file():
+        raise DreamliftError(f"no novel-view prior weights in {folder} (need novel_view.json and "
+                             "novel_view.safetensors); train one with 'dreamlift train-novel-view'")
+    keys = dict(PRIOR_KEYS, format=(True, _one_of("dreamlift-novel-view/1"), '"dreamlift-novel-view/1"'))
+    resolution = read_meta(folder / "novel_view.json", keys)["unet"]["resolution"]
+    render_size = max(8, int(round(resolution * cfg.render_scale)))
+    reference = load_reference_image(cfg.image, resolution)
+    reference_full = load_reference_image(cfg.image, render_size)
+
+    def build(device):
+        from .generate import Generator
+        from .guidance.image import ImageObjective, NovelViewGuidance
+
+        guidance = NovelViewGuidance(cfg.novel_view_model, device=device)
+        text_backend = None
+        if cfg.prompt:
+            from .guidance.backends import load_backend
+
+            text_backend = load_backend("builtin", cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,
+                                        rewrite_unknown_words=not cfg.keep_unknown_words)
+            text_backend.check_prompt(cfg.prompt)
+        objective = ImageObjective(cfg, guidance, reference, reference_full, text_backend)
+        return Generator(cfg, objective), {"image": str(cfg.image), "backend": "novel-view",
+                                           "reference_camera": {"azimuth": cfg.ref_azimuth,
+                                                                "elevation": cfg.ref_elevation,
+                                                                "distance": cfg.ref_distance, "fov": cfg.ref_fov}}
+
+    metrics = run_training(cfg, build)
+    print(f"wrote {metrics['out']}/model.glb, model.obj, turntable.mp4, views.png, metrics.json "
+          f"({metrics['steps']} steps in {metrics['seconds']['train']:.0f} s)", file=sys.stdout)
+    return metrics
