@@ -31,6 +31,10 @@ DEFAULT_REFERENCE = (0.0, 15.0, 3.3, 45.0)
 class ImageTo3DConfig(GenerateConfig):
     """Settings of ``dreamlift image-to-3d``: generate's, with a reference image instead of the prompt."""
 
+    OPTION_GROUPS = ("the run", "the reference", "the prompt", "outputs", "score distillation", "shading",
+                     "expert: the reference losses", "the area prior", "expert: losses and timesteps",
+                     "expert: the NeRF", "expert: 3D Gaussians")
+
     prompt: str = option("", "an optional caption of the object (adds the text prior's score distillation)",
                          group="the prompt")
     image: Path = option(Path(""), "the reference view: the object on a white or transparent background",
@@ -44,12 +48,12 @@ class ImageTo3DConfig(GenerateConfig):
     ref_fov: float = option(DEFAULT_REFERENCE[3], "vertical field of view of the reference camera in degrees",
                             group="the reference", low=5, high=120)
     prior_weight: float = option(1.0, "weight of the view-conditioned prior's score distillation (0: fit the "
-                                      "reference view alone, a baseline)", group="the reference", low=0)
-    rgb_weight: float = option(1000.0, "weight of the reference view's colour loss", group="the reference", low=0)
-    mask_weight: float = option(500.0, "weight of the reference view's silhouette loss", group="the reference",
+                                      "reference view alone, a baseline)", group="expert: the reference losses", low=0)
+    rgb_weight: float = option(1000.0, "weight of the reference view's colour loss", group="expert: the reference losses", low=0)
+    mask_weight: float = option(500.0, "weight of the reference view's silhouette loss", group="expert: the reference losses",
                                 low=0)
     text_weight: float = option(1.0, "weight of the text prior's score distillation (with --prompt)",
-                                group="the reference", low=0)
+                                group="expert: the reference losses", low=0)
     novel_view_model: Path | None = option(None, "the view-conditioned prior's weights folder (default: shipped)",
                                            group="the reference")
     text_sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "expert: losses and timesteps",

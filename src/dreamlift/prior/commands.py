@@ -128,7 +128,7 @@ class ExportPriorConfig:
     def validate(self) -> None:
         if not (self.run / "checkpoint.pt").is_file():
             raise DreamliftError(f"--run {self.run} has no checkpoint.pt; train one with 'dreamlift train-prior'")
-        check_export_dest(self.dest, self.force)  # the novel-view names are checked once the checkpoint is read
+        check_output_folder(self.dest, "--dest")  # its files are checked once the checkpoint says which they are
 
 
 def run_export(cfg: ExportPriorConfig) -> Path:

@@ -199,6 +199,10 @@ class TrainingTask:
         """The step a fresh run starts counting from (non-zero when it continues exported weights)."""
         return 0
 
+    def t_weights(self, schedule: NoiseSchedule, weights: Tensor | None) -> Tensor | None:
+        """The loss weight per timestep (default: the config's min-SNR weights, unchanged)."""
+        return weights
+
     def batch(self, idx: Tensor, g: torch.Generator, device: torch.device) -> tuple[Tensor, Cond, Cond | None, float]:
         """Training images x0 (B, 3, R, R) in [-1, 1] for data indices ``idx`` (B,), their condition, the
         null condition and the probability that ``diffusion_loss`` drops a condition to it."""
@@ -311,6 +315,7 @@ def _train(cfg: "TrainPriorConfig", task: TrainingTask, progress: bool, stop_aft
         g.set_state(resumed["generator"])
         step = int(resumed["step"])
     t_weights = min_snr_weights(schedule, cfg.unet.prediction, cfg.min_snr_gamma) if cfg.min_snr_gamma > 0 else None
+    t_weights = task.t_weights(schedule, t_weights)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.bf16 else contextlib.nullcontext
     _stop_in_setup(stop, "building the model")  # the last point at which nothing has been written
     out.mkdir(parents=True, exist_ok=True)
