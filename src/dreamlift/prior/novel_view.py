@@ -40,7 +40,7 @@ from ..diffusion import NoiseSchedule, guided_denoiser, sample
 from ..interrupt import StopRequest
 from .text_encoder import EMBED_DIM, TextEmbedding, TextEncoder
 from .train import TrainingTask, TrainPriorConfig, _stop_in_setup, run_training
-from .unet import UNetConfig
+from .unet import UNetConfig, build_unet
 
 __all__ = ["CAMERA_DIM", "relative_camera", "ViewCondition", "NovelViewUNet", "warm_start_state",
            "ViewSetData", "load_view_sets", "TrainNovelViewConfig", "NovelViewTask", "train_novel_view",
@@ -96,21 +96,7 @@ class NovelViewUNet(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        from diffusers import UNet2DConditionModel
-
-        n = len(cfg.channels)
-        down = tuple("CrossAttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in range(n))
-        up = tuple("CrossAttnUpBlock2D" if n - 1 - i in cfg.attention_levels else "UpBlock2D" for i in range(n))
-        self.unet = UNet2DConditionModel(
-            sample_size=cfg.resolution, in_channels=6, out_channels=3,
-            block_out_channels=tuple(cfg.channels), down_block_types=down, up_block_types=up,
-            mid_block_type="UNetMidBlock2DCrossAttn" if cfg.mid_block else None,
-            only_cross_attention=not cfg.self_attention,
-            layers_per_block=cfg.layers_per_block, cross_attention_dim=EMBED_DIM,
-            attention_head_dim=cfg.head_dim, norm_num_groups=cfg.norm_groups,
-            class_embed_type="projection",
-            projection_class_embeddings_input_dim=CAMERA_DIM + REFERENCE_DIM + EMBED_DIM,
-        )
+        self.unet = build_unet(cfg, in_channels=6, class_dim=CAMERA_DIM + REFERENCE_DIM + EMBED_DIM)
         side = cfg.resolution // 8
         self.reference_encoder = nn.Sequential(  # (B, 3, R, R) -> (B, 256): the reference as a whole
             nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.SiLU(),

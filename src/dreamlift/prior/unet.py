@@ -59,6 +59,25 @@ class UNetConfig:
         return cls(**d)
 
 
+def build_unet(cfg: UNetConfig, in_channels: int, class_dim: int):
+    """The diffusers ``UNet2DConditionModel`` of ``cfg`` (see the module docstring) with ``in_channels`` inputs
+    and a class embedding projected from ``class_dim`` numbers; shared by the text and novel-view priors."""
+    from diffusers import UNet2DConditionModel
+
+    n = len(cfg.channels)
+    down = tuple("CrossAttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in range(n))
+    up = tuple("CrossAttnUpBlock2D" if n - 1 - i in cfg.attention_levels else "UpBlock2D" for i in range(n))
+    return UNet2DConditionModel(
+        sample_size=cfg.resolution, in_channels=in_channels, out_channels=3,
+        block_out_channels=tuple(cfg.channels), down_block_types=down, up_block_types=up,
+        mid_block_type="UNetMidBlock2DCrossAttn" if cfg.mid_block else None,
+        only_cross_attention=not cfg.self_attention,
+        layers_per_block=cfg.layers_per_block, cross_attention_dim=EMBED_DIM,
+        attention_head_dim=cfg.head_dim, norm_num_groups=cfg.norm_groups,
+        class_embed_type="projection", projection_class_embeddings_input_dim=class_dim,
+    )
+
+
 class PriorUNet(nn.Module):
     """model(x_t (B, 3, R, R), t (B,) long, text: TextEmbedding) -> prediction (B, 3, R, R)."""
 
@@ -66,20 +85,7 @@ class PriorUNet(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        from diffusers import UNet2DConditionModel
-
-        n = len(cfg.channels)
-        down = tuple("CrossAttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in range(n))
-        up = tuple("CrossAttnUpBlock2D" if n - 1 - i in cfg.attention_levels else "UpBlock2D" for i in range(n))
-        self.unet = UNet2DConditionModel(
-            sample_size=cfg.resolution, in_channels=3, out_channels=3,
-            block_out_channels=tuple(cfg.channels), down_block_types=down, up_block_types=up,
-            mid_block_type="UNetMidBlock2DCrossAttn" if cfg.mid_block else None,
-            only_cross_attention=not cfg.self_attention,
-            layers_per_block=cfg.layers_per_block, cross_attention_dim=EMBED_DIM,
-            attention_head_dim=cfg.head_dim, norm_num_groups=cfg.norm_groups,
-            class_embed_type="projection", projection_class_embeddings_input_dim=EMBED_DIM,
-        )
+        self.unet = build_unet(cfg, in_channels=3, class_dim=EMBED_DIM)
 
     def forward(self, x: Tensor, t: Tensor, text: TextEmbedding) -> Tensor:
         return self.unet(
