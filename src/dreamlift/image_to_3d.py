@@ -93,15 +93,9 @@ def run_image_to_3d(cfg: ImageTo3DConfig) -> dict:
 
         _review_prompt(cfg)
     # Read the image before any heavy work (a bad one is a one-line error and nothing is written).
-    from .prior.model import read_meta
-    from .prior.model import SHIPPED_WEIGHTS, PRIOR_KEYS, _one_of
+    from .prior.novel_view import novel_view_meta
 
-    folder = cfg.novel_view_model or SHIPPED_WEIGHTS
-    if not (folder / "novel_view.json").is_file():
-        raise DreamliftError(f"no novel-view prior weights in {folder} (need novel_view.json and "
-                             "novel_view.safetensors); train one with 'dreamlift train-novel-view'")
-    keys = dict(PRIOR_KEYS, format=(True, _one_of("dreamlift-novel-view/1"), '"dreamlift-novel-view/1"'))
-    resolution = read_meta(folder / "novel_view.json", keys)["unet"]["resolution"]
+    resolution = novel_view_meta(cfg.novel_view_model)["unet"]["resolution"]
     render_size = max(8, int(round(resolution * cfg.render_scale)))
     reference = load_reference_image(cfg.image, resolution)
     reference_full = load_reference_image(cfg.image, render_size)

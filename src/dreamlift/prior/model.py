@@ -169,6 +169,34 @@ def build_matching(build: Callable[[], torch.nn.Module], weights: dict[str, Tens
     return build()
 
 
+def load_exported(obj, path: str | Path | None, stem: str, keys: dict, network, device: torch.device | str,
+                  how: str) -> None:
+    """Load an exported prior (``STEM.json`` + ``STEM.safetensors`` in ``path``, default the shipped weights) onto
+    ``obj``: sets meta, unet_config, model (``network(unet_config)`` with the weights, frozen, on ``device``),
+    device, schedule, prediction and resolution. Every problem is a one-line DreamliftError; ``how`` says how
+    to make the files."""
+    path = Path(path) if path is not None else SHIPPED_WEIGHTS
+    meta_file, weights_file = path / f"{stem}.json", path / f"{stem}.safetensors"
+    if not meta_file.is_file() or not weights_file.is_file():
+        label = "prior" if stem == "prior" else stem.replace("_", "-") + " prior"
+        raise DreamliftError(f"no {label} weights in {path} (need {meta_file.name} and "
+                             f"{weights_file.name}); {how}")
+    obj.meta = read_meta(meta_file, keys)
+    try:
+        obj.unet_config = UNetConfig.from_dict(obj.meta["unet"])
+        obj.unet_config.validate()
+    except ValueError as exc:
+        raise DreamliftError(f"{meta_file}: bad \"unet\": {exc}") from exc
+    weights = load_weights(weights_file, obj.meta, meta_file)
+    obj.device = torch.device(device)
+    obj.model = build_matching(lambda: network(obj.unet_config), weights, weights_file, meta_file)
+    obj.model.load_state_dict({k: v.float() for k, v in weights.items()})
+    obj.model.eval().requires_grad_(False).to(obj.device)
+    obj.schedule = NoiseSchedule.named(obj.meta["schedule"], obj.meta["num_train_timesteps"])
+    obj.prediction = obj.unet_config.prediction
+    obj.resolution = obj.unet_config.resolution
+
+
 class BuiltinPrior:
     """The prior's denoiser, schedule and text encoder, ready to sample or to guide SDS.
 
@@ -183,25 +211,8 @@ class BuiltinPrior:
 
     def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
                  encoder: TextEncoder | None = None, rewrite_unknown_words: bool = True):
-        path = Path(path) if path is not None else SHIPPED_WEIGHTS
-        meta_file, weights_file = path / "prior.json", path / "prior.safetensors"
-        if not meta_file.is_file() or not weights_file.is_file():
-            raise DreamliftError(f"no prior weights in {path} (need prior.json and prior.safetensors); "
-                                 "train one with 'dreamlift train-prior' and 'dreamlift export-prior'")
-        self.meta = read_meta(meta_file, PRIOR_KEYS)
-        try:
-            self.unet_config = UNetConfig.from_dict(self.meta["unet"])
-            self.unet_config.validate()
-        except ValueError as exc:
-            raise DreamliftError(f"{meta_file}: bad \"unet\": {exc}") from exc
-        weights = load_weights(weights_file, self.meta, meta_file)
-        self.device = torch.device(device)
-        self.model = build_matching(lambda: PriorUNet(self.unet_config), weights, weights_file, meta_file)
-        self.model.load_state_dict({k: v.float() for k, v in weights.items()})
-        self.model.eval().requires_grad_(False).to(self.device)
-        self.schedule = NoiseSchedule.named(self.meta["schedule"], self.meta["num_train_timesteps"])
-        self.prediction = self.unet_config.prediction
-        self.resolution = self.unet_config.resolution
+        load_exported(self, path, "prior", PRIOR_KEYS, PriorUNet, device,
+                      "train one with 'dreamlift train-prior' and 'dreamlift export-prior'")
         self.encoder = encoder or TextEncoder.shared(self.device)
         self.rewrite_unknown_words = rewrite_unknown_words and self.meta.get("captions") == "world"
         self._rewriter = None

@@ -357,6 +357,27 @@ def camera_for(azimuth: float, elevation: float, distance: float = 0.0) -> Tenso
 # --- the shipped weights -------------------------------------------------------------------------------------------
 
 
+MAKE_WEIGHTS = "train one with 'dreamlift train-novel-view' and export it with 'dreamlift export-prior'"
+
+
+def _meta_keys() -> dict:
+    from .model import PRIOR_KEYS, _one_of
+
+    return dict(PRIOR_KEYS, format=(True, _one_of("dreamlift-novel-view/1"), '"dreamlift-novel-view/1"'))
+
+
+def novel_view_meta(path: str | Path | None = None) -> dict:
+    """The checked novel_view.json of an exported view-conditioned prior (default: the shipped one), read without
+    loading its weights: for commands that check their inputs before any work."""
+    from .model import SHIPPED_WEIGHTS, read_meta
+
+    folder = Path(path) if path is not None else SHIPPED_WEIGHTS
+    if not (folder / "novel_view.json").is_file() or not (folder / "novel_view.safetensors").is_file():
+        raise DreamliftError(f"no novel-view prior weights in {folder} (need novel_view.json and "
+                             f"novel_view.safetensors); {MAKE_WEIGHTS}")
+    return read_meta(folder / "novel_view.json", _meta_keys())
+
+
 class NovelViewPrior:
     """The view-conditioned prior as exported (``novel_view.json`` + ``novel_view.safetensors``), loaded offline.
 
@@ -366,29 +387,9 @@ class NovelViewPrior:
 
     def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
                  encoder: TextEncoder | None = None):
-        from .model import PRIOR_KEYS, SHIPPED_WEIGHTS, _one_of, build_matching, load_weights, read_meta
+        from .model import load_exported
 
-        path = Path(path) if path is not None else SHIPPED_WEIGHTS
-        meta_file, weights_file = path / "novel_view.json", path / "novel_view.safetensors"
-        if not meta_file.is_file() or not weights_file.is_file():
-            raise DreamliftError(f"no novel-view prior weights in {path} (need novel_view.json and "
-                                 "novel_view.safetensors); train one with 'dreamlift train-novel-view' and export "
-                                 "it with 'dreamlift export-prior'")
-        keys = dict(PRIOR_KEYS, format=(True, _one_of("dreamlift-novel-view/1"), '"dreamlift-novel-view/1"'))
-        self.meta = read_meta(meta_file, keys)
-        try:
-            self.unet_config = UNetConfig.from_dict(self.meta["unet"])
-            self.unet_config.validate()
-        except ValueError as exc:
-            raise DreamliftError(f"{meta_file}: bad \"unet\": {exc}") from exc
-        weights = load_weights(weights_file, self.meta, meta_file)
-        self.device = torch.device(device)
-        self.model = build_matching(lambda: NovelViewUNet(self.unet_config), weights, weights_file, meta_file)
-        self.model.load_state_dict({k: v.float() for k, v in weights.items()})
-        self.model.eval().requires_grad_(False).to(self.device)
-        self.schedule = NoiseSchedule.named(self.meta["schedule"], self.meta["num_train_timesteps"])
-        self.prediction = self.unet_config.prediction
-        self.resolution = self.unet_config.resolution
+        load_exported(self, path, "novel_view", _meta_keys(), NovelViewUNet, device, MAKE_WEIGHTS)
         self.encoder = encoder or TextEncoder.shared(self.device)
 
     def text(self, prompt: str | None) -> TextEmbedding:
