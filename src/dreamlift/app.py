@@ -1,4 +1,4 @@
-"""`dreamlift app`: the web app (gradio). A prompt in, the object in an interactive 3D viewer out.
+"""`dreamlift app`: the web app (gradio). A prompt (or a picture) in, the object in an interactive 3D viewer out.
 
     pip install "dreamlift[app]"
     dreamlift app                          # http://127.0.0.1:7860
@@ -11,6 +11,9 @@ Gaussian run's .ply) in ``gr.Model3D``, the turntable, the views and download li
 queued one at a time: a second visitor waits in the queue instead of halving the first one's CPU. Cancel stops
 the run at its next step with its checkpoint kept (``dreamlift generate ... --resume`` continues it). The
 gallery shows the finished runs in OUTPUTS (the app's and the command line's), newest first.
+
+A picture uploaded beside the prompt makes the run ``dreamlift image-to-3d`` of that picture instead (the prompt,
+if any, its optional caption); the upload is kept in OUTPUTS/.uploads/ so that the run can be resumed.
 
 The named API endpoint ``/generate`` takes the prompt first and defaults every other input:
 
@@ -79,10 +82,17 @@ def list_runs(outputs: Path, limit: int = 24) -> list[dict]:
     return runs[:limit]
 
 
+def _title(m: dict, folder: Path) -> str:
+    """What a run was made from: its prompt, or the picture of an image-to-3d run."""
+    if m.get("prompt"):
+        return m["prompt"]
+    return f"from {Path(m['image']).name}" if m.get("image") else folder.name
+
+
 def _caption(run: dict) -> str:
     m, c = run["metrics"], run["config"]
     total = m.get("seconds", {}).get("total")
-    return (f"{m.get('prompt', run['folder'].name)} · {c.get('representation', '?')} · {m.get('steps', '?')} steps"
+    return (f"{_title(m, run['folder'])} · {c.get('representation', '?')} · {m.get('steps', '?')} steps"
             + (f" · {total:.0f} s" if total is not None else ""))
 
 
@@ -107,7 +117,7 @@ def _describe(run_folder: Path) -> str:
     m = json.loads((run_folder / "metrics.json").read_text())
     c = json.loads((run_folder / "config.json").read_text()) if (run_folder / "config.json").is_file() else {}
     sec = m.get("seconds", {})
-    text = (f"**{m.get('prompt', run_folder.name)}** in `{run_folder}`\n\n"
+    text = (f"**{_title(m, run_folder)}** in `{run_folder}`\n\n"
             f"{c.get('representation', '?')}, backend {c.get('backend', '?')}, preset {c.get('preset', '?')}, "
             f"seed {c.get('seed', '?')}, {m.get('steps', '?')} steps; train {sec.get('train', 0):.0f} s, total "
             f"{sec.get('total', 0):.0f} s on {m.get('device', '?')}")
@@ -131,18 +141,46 @@ def _unique_folder(outputs: Path, slug: str) -> Path:
 
 
 def resume_command(gen) -> str:
-    """The ``dreamlift generate`` command line that continues the run of ``gen`` (a GenerateConfig with its out
-    set) from its checkpoint: the prompt, OUT, every setting that differs from generate's defaults, --resume."""
+    """The command line that continues the run of ``gen`` (a GenerateConfig, or an ImageTo3DConfig, with its out
+    set) from its checkpoint: the prompt (or the image), OUT, every setting that differs from the command's
+    defaults, --resume."""
     import shlex
 
     from .config import config_to_options
+    from .image_to_3d import ImageTo3DConfig
 
-    options = config_to_options(gen, skip=("out", "resume", "force", "progress", "preview_every"))
+    skip = ("out", "resume", "force", "progress", "preview_every")
+    if isinstance(gen, ImageTo3DConfig):
+        options = config_to_options(gen, skip=(*skip, "image"))
+        return shlex.join(["dreamlift", "image-to-3d", str(gen.image), "--out", str(gen.out), *options, "--resume"])
+    options = config_to_options(gen, skip=skip)
     return shlex.join(["dreamlift", "generate", gen.prompt, "--out", str(gen.out), *options, "--resume"])
+
+
+def _keep_upload(outputs: Path, upload: str) -> Path:
+    """A copy of an uploaded picture in OUTPUTS/.uploads/, named by its content (gradio's own copy is temporary;
+    the run's config and its resume command name this one)."""
+    import hashlib
+    import shutil
+
+    src = Path(upload)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in src.stem)[:40] or "image"
+    dest = outputs / ".uploads" / f"{stem}-{digest}{src.suffix.lower()[:6]}"
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    return dest
 
 
 # ---------------------------------------------------------------------------------------------- one run
 def _run_in_worker(cfg) -> dict:
+    from .image_to_3d import ImageTo3DConfig, run_image_to_3d
+
+    if isinstance(cfg, ImageTo3DConfig):
+        return run_image_to_3d(cfg)
     from .generate import run_generate
 
     return run_generate(cfg)
@@ -231,8 +269,10 @@ def build_app(cfg: AppConfig):
         return (note + _describe(folder), glb, gr.update(value=ply, visible=ply is not None), video, views, files)
 
     def generate(prompt: str = "", representation: str = "nerf", backend: str = "builtin", preset: str = "fast",
-                 seed: float = 0, steps: float = 0, accept_rewrite: bool = False, request: gr.Request = None):
-        """Make a 3D object from a prompt; yields progress, then the outputs (glb, ply, video, views, files)."""
+                 seed: float = 0, steps: float = 0, accept_rewrite: bool = False, image: str | None = None,
+                 request: gr.Request = None):
+        """Make a 3D object from a prompt, or from a picture (``image``, a file path) with an optional caption;
+        yields progress, then the outputs (glb, ply, video, views, files)."""
         skip = gr.skip()
         session = getattr(request, "session_hash", None)
         started = time.time()
@@ -244,14 +284,23 @@ def build_app(cfg: AppConfig):
                     or int(seed) < 0 or int(steps) < 0:
                 raise DreamliftError("the seed and the steps must be whole numbers >= 0 (steps 0: the preset's)")
             text = (prompt or "").strip()
-            gen = GenerateConfig(prompt=text, representation=representation, backend=backend, preset=preset,
-                                 seed=int(seed), progress=False, preview_every=cfg.preview_every,
-                                 accept_rewrite=bool(accept_rewrite))
+            common = dict(prompt=text, representation=representation, backend=backend, preset=preset,
+                          seed=int(seed), progress=False, preview_every=cfg.preview_every,
+                          accept_rewrite=bool(accept_rewrite))
+            if image:
+                from .image_to_3d import ImageTo3DConfig, _stem
+                from .images import load_reference_image
+
+                load_reference_image(Path(image), 32)  # not an image, all background, ...: refused now
+                gen = ImageTo3DConfig(image=_keep_upload(outputs, image), **common)
+                slug = f"{_stem(Path(image))}-3d"
+            else:
+                gen, slug = GenerateConfig(**common), _slug(text)
             gen = with_overrides(gen, cfg.set)
             if int(steps) > 0:
                 gen = replace(gen, steps=int(steps))
             gen.resolved()  # an empty or too long prompt, a bad setting: shown now, before any work
-            out = _unique_folder(outputs, _slug(text))
+            out = _unique_folder(outputs, slug)
             gen = replace(gen, out=out)
         except DreamliftError as exc:
             yield (f"**Error:** {exc}", None, skip, skip, skip, skip, skip, skip, skip)
@@ -337,11 +386,14 @@ def build_app(cfg: AppConfig):
         return items, folders
 
     with gr.Blocks(title="dreamlift", analytics_enabled=False) as demo:
-        gr.Markdown("# dreamlift\nText to 3D by score distillation. The built-in prior knows 15 objects in 10 "
-                    "colours (a mug, a chair, a tree, …; see docs/WORLD.md) and runs on a CPU in minutes.")
+        gr.Markdown("# dreamlift\nText (or a picture) to 3D by score distillation. The built-in prior knows 15 "
+                    "objects in 10 colours (a mug, a chair, a tree, …; see docs/WORLD.md) and runs on a CPU in "
+                    "minutes. A picture should show the object centred on white, from the front.")
         with gr.Row():
             with gr.Column(scale=1):
                 prompt = gr.Textbox(label="Prompt", placeholder="a red mug", elem_id="prompt", lines=1)
+                image = gr.Image(label="Or a picture of an object (image to 3D; the prompt, if any, describes it)",
+                                 type="filepath", image_mode=None, sources=["upload"], elem_id="image", height=160)
                 with gr.Row():
                     representation = gr.Dropdown(list(REPRESENTATIONS), value="nerf", label="Representation",
                                                  elem_id="representation")
@@ -356,7 +408,7 @@ def build_app(cfg: AppConfig):
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="run")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
-                status = gr.Markdown("Type a prompt and press Generate.", elem_id="status")
+                status = gr.Markdown("Type a prompt (or upload a picture) and press Generate.", elem_id="status")
                 preview = gr.Image(label="Current render", interactive=False, elem_id="preview", height=192)
             with gr.Column(scale=2):
                 model = gr.Model3D(label="Mesh (model.glb)", elem_id="model", height=420,
@@ -376,7 +428,7 @@ def build_app(cfg: AppConfig):
                              fit_columns=False)
         finished = gr.State(None)
         outs = [status, preview, glb_file, ply_file, video, views, files, gallery, finished]
-        inputs = [prompt, representation, backend, preset, seed, steps, accept]
+        inputs = [prompt, representation, backend, preset, seed, steps, accept, image]
         for event in (run_btn.click(generate, inputs=inputs, outputs=outs, api_name="generate", concurrency_limit=1,
                                     concurrency_id="runs"),
                       prompt.submit(generate, inputs=inputs, outputs=outs, api_name=False, concurrency_limit=1,

@@ -88,6 +88,34 @@ def test_generate_through_gradio_client(app_url):
     assert status == "**Error:** the prompt is empty"
 
 
+def test_image_to_3d_through_gradio_client(app_url, tmp_path):
+    """A picture uploaded to /generate runs image-to-3d with the shipped view-conditioned prior; the upload is kept
+    for the run's resume; a picture with no object on it is refused in one line, with nothing written."""
+    import trimesh
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from dreamlift.evaluate.suite import SuitePrompt, render_reference
+
+    url, outputs = app_url
+    picture = tmp_path / "yellow mug.png"
+    render_reference(SuitePrompt("a yellow mug", "mug", "yellow", (0.0, 15.0)), size=64).convert("RGBA").save(picture)
+    client = Client(url, verbose=False)
+    status, _, glb, *_ = client.predict("", image=handle_file(str(picture)), api_name="/generate")
+    assert status.startswith("**Done**"), status
+    assert len(trimesh.load(glb, force="mesh").faces) > 50
+    (run,) = [p for p in outputs.iterdir() if p.name.startswith("yellow-mug-3d")]
+    kept = Path(json.loads((run / "config.json").read_text())["image"])
+    assert kept.parent == outputs / ".uploads" and kept.read_bytes() == picture.read_bytes()  # as uploaded, alpha kept
+    assert json.loads((run / "metrics.json").read_text())["backend"] == "novel-view"
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (64, 64), "white").save(blank)
+    before = sorted(p.name for p in outputs.iterdir())
+    status = client.predict("", image=handle_file(str(blank)), api_name="/generate")[0]
+    assert status.startswith("**Error:**") and "\n" not in status, status
+    assert sorted(p.name for p in outputs.iterdir()) == before
+
+
 @contextlib.contextmanager
 def _browser(url: str, height: int = 1400):
     """The app's page in Debian's headless Chromium (WebGL through SwiftShader): (playwright's expect, the page,

@@ -58,3 +58,38 @@ def test_bad_options_are_refused_before_the_server_starts(capsys, tmp_path, args
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_an_uploaded_picture_is_kept_by_content_and_its_run_resumes_with_image_to_3d(tmp_path):
+    import shlex
+
+    from dreamlift.app import _keep_upload, resume_command
+    from dreamlift.image_to_3d import ImageTo3DConfig
+
+    upload = tmp_path / "gradio" / "My Mug!.PNG"
+    upload.parent.mkdir()
+    upload.write_bytes(b"\x89PNG fake bytes")
+    kept = _keep_upload(tmp_path / "outputs", str(upload))
+    assert kept.parent == tmp_path / "outputs" / ".uploads" and kept.suffix == ".png"
+    assert kept.read_bytes() == upload.read_bytes()
+    assert _keep_upload(tmp_path / "outputs", str(upload)) == kept  # the same picture: the same copy
+    other = tmp_path / "gradio" / "b.png"
+    other.write_bytes(b"other bytes")
+    assert _keep_upload(tmp_path / "outputs", str(other)) != kept
+    assert not list((tmp_path / "outputs" / ".uploads").glob("*.part"))
+
+    cfg = ImageTo3DConfig(image=kept, out=tmp_path / "outputs" / "my-mug-3d", seed=3, representation="gaussians")
+    argv = shlex.split(resume_command(cfg))
+    assert argv[:5] == ["dreamlift", "image-to-3d", str(kept), "--out", str(cfg.out)]
+    assert argv[-1] == "--resume" and "--seed" in argv and argv[argv.index("--seed") + 1] == "3"
+    assert argv[argv.index("--representation") + 1] == "gaussians" and "--image" not in argv
+
+
+def test_the_gallery_names_an_image_run_by_its_picture(tmp_path):
+    from dreamlift.app import _caption
+
+    _run(tmp_path / "mug-3d", "")
+    m = json.loads((tmp_path / "mug-3d" / "metrics.json").read_text())
+    (tmp_path / "mug-3d" / "metrics.json").write_text(json.dumps({**m, "image": "/x/.uploads/mug-ab12.png"}))
+    (run,) = list_runs(tmp_path)
+    assert _caption(run).startswith("from mug-ab12.png · nerf · 10 steps")
