@@ -34,8 +34,9 @@ def _run(args, name: str, seed: int, **kw) -> dict:
     sets = tuple(x for x in args.set.replace(" ", "").split(",") if x)
     if kw.pop("reference_only", False):
         sets += ("prior_weight=0",)
+    only = tuple(x for x in args.only.split(",") if x)
     cfg = EvalConfig(suite="image-v1", out=args.out / name, representation=args.representation, seed=seed,
-                     jobs=args.jobs, progress=False, set=sets, **kw)
+                     jobs=args.jobs, progress=False, set=sets, only=only, **kw)
     summary = run_eval(cfg)
     summary["folder"] = str(cfg.out_dir)
     for row in summary["prompts"]:
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="default: results/image-v1-<representation>")
     ap.add_argument("--set", default="", help="generate settings for every run, comma-separated KEY=VALUE "
                     "(for a quick check of this script: steps=10,mesh_resolution=32)")
+    ap.add_argument("--only", default="", help="these objects only, comma-separated slugs (a quick check)")
     ap.add_argument("--no-write", action="store_true", help="print; leave docs/BENCHMARKS.md alone")
     args = ap.parse_args()
     args.out = args.out or Path("results") / f"image-v1-{args.representation}"
