@@ -163,10 +163,11 @@ def _keep_upload(outputs: Path, upload: str) -> Path:
     import hashlib
     import shutil
 
+    from .image_to_3d import _stem
+
     src = Path(upload)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in src.stem)[:40] or "image"
-    dest = outputs / ".uploads" / f"{stem}-{digest}{src.suffix.lower()[:6]}"
+    dest = outputs / ".uploads" / f"{_stem(src)}-{digest}{src.suffix.lower()[:6]}"
     if not dest.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
@@ -288,12 +289,12 @@ def build_app(cfg: AppConfig):
                           seed=int(seed), progress=False, preview_every=cfg.preview_every,
                           accept_rewrite=bool(accept_rewrite))
             if image:
-                from .image_to_3d import ImageTo3DConfig, _stem
+                from .image_to_3d import ImageTo3DConfig, output_slug
                 from .images import load_reference_image
 
                 load_reference_image(Path(image), 32)  # not an image, all background, ...: refused now
                 gen = ImageTo3DConfig(image=_keep_upload(outputs, image), **common)
-                slug = f"{_stem(Path(image))}-3d"
+                slug = output_slug(Path(image))
             else:
                 gen, slug = GenerateConfig(**common), _slug(text)
             gen = with_overrides(gen, cfg.set)

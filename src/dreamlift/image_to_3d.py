@@ -68,13 +68,18 @@ class ImageTo3DConfig(GenerateConfig):
             raise DreamliftError("image-to-3d guides with the built-in priors only (--backend builtin)")
         if self.preset not in ("fast", "quality"):
             raise DreamliftError(f"--preset {self.preset} is for a text backend; use fast or quality")
-        out = self.out if self.out is not None else Path("outputs") / f"{_stem(self.image)}-3d"
+        out = self.out if self.out is not None else Path("outputs") / output_slug(self.image)
         base = replace(self, prompt=self.prompt.strip() or "an object", out=out,
                        guidance=self.guidance if self.guidance is not None else 5.0,
                        area_weight=0.0 if self.area_weight is None else self.area_weight)
         cfg = GenerateConfig.resolved(base)  # the preset's values, checked
         text_sds = replace(cfg.sds, guidance_scale=20.0)  # the text prior's own default scale (generate's)
         return replace(cfg, prompt=self.prompt.strip(), text_sds=text_sds)
+
+
+def output_slug(image: Path) -> str:
+    """The name of an image's run folder: its file name's stem, lower case, then -3d."""
+    return f"{_stem(image)}-3d"
 
 
 def _stem(path: Path) -> str:

@@ -169,17 +169,16 @@ def build_matching(build: Callable[[], torch.nn.Module], weights: dict[str, Tens
     return build()
 
 
-def load_exported(obj, path: str | Path | None, stem: str, keys: dict, network, device: torch.device | str,
-                  how: str) -> None:
+def load_exported(obj, path: str | Path | None, stem: str, what: str, keys: dict, network,
+                  device: torch.device | str, how: str) -> None:
     """Load an exported prior (``STEM.json`` + ``STEM.safetensors`` in ``path``, default the shipped weights) onto
     ``obj``: sets meta, unet_config, model (``network(unet_config)`` with the weights, frozen, on ``device``),
-    device, schedule, prediction and resolution. Every problem is a one-line DreamliftError; ``how`` says how
-    to make the files."""
+    device, schedule, prediction and resolution. Every problem is a one-line DreamliftError naming ``what`` (e.g.
+    "prior"); ``how`` says how to make the files."""
     path = Path(path) if path is not None else SHIPPED_WEIGHTS
     meta_file, weights_file = path / f"{stem}.json", path / f"{stem}.safetensors"
     if not meta_file.is_file() or not weights_file.is_file():
-        label = "prior" if stem == "prior" else stem.replace("_", "-") + " prior"
-        raise DreamliftError(f"no {label} weights in {path} (need {meta_file.name} and "
+        raise DreamliftError(f"no {what} weights in {path} (need {meta_file.name} and "
                              f"{weights_file.name}); {how}")
     obj.meta = read_meta(meta_file, keys)
     try:
@@ -211,7 +210,7 @@ class BuiltinPrior:
 
     def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
                  encoder: TextEncoder | None = None, rewrite_unknown_words: bool = True):
-        load_exported(self, path, "prior", PRIOR_KEYS, PriorUNet, device,
+        load_exported(self, path, "prior", "prior", PRIOR_KEYS, PriorUNet, device,
                       "train one with 'dreamlift train-prior' and 'dreamlift export-prior'")
         self.encoder = encoder or TextEncoder.shared(self.device)
         self.rewrite_unknown_words = rewrite_unknown_words and self.meta.get("captions") == "world"

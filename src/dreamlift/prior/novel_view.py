@@ -389,7 +389,7 @@ class NovelViewPrior:
                  encoder: TextEncoder | None = None):
         from .model import load_exported
 
-        load_exported(self, path, "novel_view", _meta_keys(), NovelViewUNet, device, MAKE_WEIGHTS)
+        load_exported(self, path, "novel_view", "novel-view prior", _meta_keys(), NovelViewUNet, device, MAKE_WEIGHTS)
         self.encoder = encoder or TextEncoder.shared(self.device)
 
     def text(self, prompt: str | None) -> TextEmbedding:
