@@ -3,7 +3,8 @@ driven by Playwright, WebGL through SwiftShader) and through gradio_client's nam
 
 The browser test types a prompt, runs a few steps, waits for the result and checks that the 3D viewer's canvas
 shows the object (enough pixels that differ from its white background),
-that the download links serve files trimesh loads, and that an empty prompt shows an error in the page."""
+that the download links serve files trimesh loads, and that an empty prompt shows an error in the page. Another
+chooses a picture in the page's upload widget and gets its object (image to 3D)."""
 
 import contextlib
 import io
@@ -230,3 +231,47 @@ def test_a_gaussian_run_shows_its_splats_in_the_browser(app_url):
         assert img.shape[0] > 100 and differ > 0.002 * img.shape[0] * img.shape[1], (differ, errors)
     (run,) = [q for q in outputs.iterdir() if q.name.startswith("a-yellow-mushroom")]
     assert (run / "model.ply").is_file() and (run / "model.glb").is_file()
+
+
+def test_a_picture_uploaded_in_the_browser_becomes_its_object(app_url, tmp_path):
+    """The upload widget as a visitor uses it: a picture chosen in the page's file input runs image-to-3d (the
+    status says so, the mesh viewer draws the object, the run folder is the picture's); a picture with no object
+    on it shows a one-line error in the page and writes nothing; clearing the picture makes Generate text to 3D
+    again (an empty prompt is refused as before)."""
+    from PIL import Image
+
+    from dreamlift.evaluate.suite import SuitePrompt, render_reference
+
+    url, outputs = app_url
+    picture = tmp_path / "purple lamp.png"
+    render_reference(SuitePrompt("a purple lamp", "lamp", "purple", (0.0, 15.0)), size=64).save(picture)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (64, 64), "white").save(blank)
+    with _browser(url) as (expect, page, errors):
+        page.locator("#image input[type=file]").set_input_files(str(blank))
+        expect(page.locator("#image img")).to_have_count(1, timeout=60_000)  # the page shows the upload
+        before = sorted(p.name for p in outputs.iterdir())
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Error:", timeout=120_000)
+        assert "\n" not in page.locator("#status").inner_text().strip()
+        assert sorted(p.name for p in outputs.iterdir()) == before
+
+        page.locator("#image button[aria-label='Remove Image']").first.click()
+        expect(page.locator("#image img")).to_have_count(0, timeout=30_000)
+        page.locator("#image input[type=file]").set_input_files(str(picture))
+        expect(page.locator("#image img")).to_have_count(1, timeout=60_000)
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
+        assert "from purple-lamp" in page.locator("#status").inner_text()  # the kept copy: purple-lamp-<sha>.png
+        img = _viewer_pixels(page)
+        assert _object_pixels(img) > 0.005 * img.shape[0] * img.shape[1], (_object_pixels(img), errors)
+
+        page.locator("#image button[aria-label='Remove Image']").first.click()
+        expect(page.locator("#image img")).to_have_count(0, timeout=30_000)
+        page.locator("#prompt textarea").fill("")
+        page.locator("#run").click()
+        expect(page.locator("#status")).to_contain_text("Error: the prompt is empty", timeout=60_000)
+    (run,) = [p for p in outputs.iterdir() if p.name.startswith("purple-lamp")]
+    config = json.loads((run / "config.json").read_text())
+    assert Path(config["image"]).read_bytes() == picture.read_bytes()
+    assert json.loads((run / "metrics.json").read_text())["backend"] == "novel-view"
