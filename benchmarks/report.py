@@ -54,6 +54,38 @@ def median(xs: list[float]) -> float:
 JSON_DIR = ROOT / "docs" / "benchmarks"
 
 
+COMMITS_START, COMMITS_END = "<!-- commits -->", "<!-- /commits -->"
+
+
+def with_commit_list(doc: str) -> str:
+    """``doc`` with its closing list of sections by the commit they ran at (newest first), made from the sections'
+    own stamps, so that a section left at an older commit is seen at a glance and the list is never hand-kept."""
+    import re
+
+    stamps = re.findall(r"<!-- bench:([\w.-]+) -->\n## [^\n]*\n(?:(?!<!-- /bench:).*\n)*?- date: (\S+), commit (\w+)", doc)
+    if COMMITS_START in doc and COMMITS_END in doc:
+        doc = (doc[: doc.index(COMMITS_START)].rstrip() + "\n"
+               + doc[doc.index(COMMITS_END) + len(COMMITS_END):].lstrip("\n"))
+    if not stamps:
+        return doc
+    by_commit: dict[str, tuple[str, list[str]]] = {}
+    for name, date, commit in stamps:
+        by_commit.setdefault(commit, (date, []))[1].append(name)
+        by_commit[commit] = (max(date, by_commit[commit][0]), by_commit[commit][1])
+    rows = sorted(by_commit.items(), key=lambda kv: kv[1][0], reverse=True)
+    lines = ["## The sections by the commit they ran at", "",
+             f"{len(stamps)} sections at {len(rows)} commits (made from the sections' own stamps by "
+             "`benchmarks/report.py`). A section at an older commit still describes the current code where nothing "
+             "it measures changed since; `python benchmarks/run_all.py` reruns them all at one commit.", "",
+             "| commit | date | sections |", "|---|---|---|"]
+    lines += [f"| {c} | {d} | {', '.join(names)} |" for c, (d, names) in rows]
+    listed = re.findall(r"^\| ([\w.-]+) \| .* \| `[^`]*` \|$", doc.split("<!-- bench:")[0], flags=re.M)
+    missing = [name for name in listed if name not in {n for n, _, _ in stamps}]
+    if missing:
+        lines += ["", "Listed above but not yet run: " + ", ".join(missing) + "."]
+    return doc.rstrip() + "\n\n" + COMMITS_START + "\n" + "\n".join(lines) + "\n" + COMMITS_END + "\n"
+
+
 def write_section(name: str, title: str, body: str, data: dict | None = None) -> None:
     """Replace (or append) the section ``name`` of docs/BENCHMARKS.md; with ``data``, also write its figures as
     docs/benchmarks/NAME.json (with the same command, machine, date and commit)."""
@@ -67,7 +99,9 @@ def write_section(name: str, title: str, body: str, data: dict | None = None) ->
     if start in doc and end in doc:
         doc = doc[: doc.index(start)] + text + doc[doc.index(end) + len(end):]
     else:
-        doc = doc.rstrip() + "\n\n" + text + "\n"
+        end_of_sections = doc.index(COMMITS_START) if COMMITS_START in doc else len(doc)
+        doc = doc[:end_of_sections].rstrip() + "\n\n" + text + "\n\n" + doc[end_of_sections:]
+    doc = with_commit_list(doc)
     from dreamlift.config import atomic_write
 
     if data is not None:

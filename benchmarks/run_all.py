@@ -1,6 +1,6 @@
 """Regenerate docs/BENCHMARKS.md: every section of the current defaults, at one commit, with the inputs they need.
 
-    python benchmarks/run_all.py                     # every area, in order (about 3.5 h on 2 CPU cores)
+    python benchmarks/run_all.py                     # every area, in order (about 5 h on 2 CPU cores)
     python benchmarks/run_all.py --areas speed core  # some of them
 
 Areas, each one benchmark script (its docstring says what it measures) writing its section and JSON:
@@ -18,6 +18,9 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
   ``--preset sd`` (threestudio's settings), 10 min each on this CPU.
 - ``batch``: suite core-v1 through ``dreamlift batch`` on the local pool and on a local Ray cluster
   (``batch.py``), about an hour.
+- ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 15 min) and suite image-v1 with
+  Gaussians (``image_to_3d.py``: image-to-3d at 3 seeds, the reference-only and text-to-3D baselines and the
+  ceiling at seed 0, about 80 min).
 - ``world``, ``demo2d``: making the world's datasets (``world_dataset.py``) and the 2D DDPM demo (``demo2d.py``).
 
 Results go to ``results/current-*`` (made by these scripts, resumable: a rerun after an interruption scores the
@@ -35,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-AREAS = ("speed", "prior", "colour-words", "core", "sd-speed", "batch", "world", "demo2d")
+AREAS = ("speed", "prior", "colour-words", "core", "sd-speed", "batch", "image", "world", "demo2d")
 
 
 def _run(argv: list[str], env: dict | None = None) -> None:
@@ -82,6 +85,10 @@ def main() -> None:
             _run(["benchmarks/sd_speed.py", "--preset", "sd", "--steps", "3", "--warmup", "1", "--repeats", "3"])
         elif area == "batch":
             _run(["benchmarks/batch.py", "--steps", "200", "--fresh"])
+        elif area == "image":
+            _run(["benchmarks/novel_view.py", "--seeds", "0", "1", "2"])
+            _run(["benchmarks/image_to_3d.py", "--seeds", *map(str, args.seeds), "--baseline-seeds", str(args.seeds[0]),
+                  "--jobs", str(args.jobs), "--out", "results/current-image-v1"], env=one_thread)
         elif area == "world":
             _run(["benchmarks/world_dataset.py", "--images", "10000", "--runs", "3"])
         elif area == "demo2d":

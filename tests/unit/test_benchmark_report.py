@@ -1,0 +1,77 @@
+"""benchmarks/report.py: one section rewritten in place, a new one added before the closing list of sections by
+commit, and that list made from the sections' own stamps (never hand-kept)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DOC = """# Benchmarks
+
+| section | what it measures | script |
+|---|---|---|
+| speed | speed | `speed.py` |
+| world | the world | `world_dataset.py` |
+| never | not run yet | `never.py` |
+
+<!-- bench:speed -->
+## Speed
+
+- command: `python benchmarks/speed.py`
+- machine: m
+- date: 2026-12-02, commit aaaaaaa
+
+| a | b |
+<!-- /bench:speed -->
+
+<!-- bench:world -->
+## World
+
+- command: `python benchmarks/world_dataset.py`
+- machine: m
+- date: 2026-11-24, commit bbbbbbb
+
+text
+<!-- /bench:world -->
+"""
+
+
+@pytest.fixture
+def report(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "DOC", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(mod, "JSON_DIR", tmp_path / "json")
+    monkeypatch.setattr(mod, "git_rev", lambda: "ccccccc")
+    monkeypatch.setattr(mod, "machine", lambda: "test machine")
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "demo2d.py"), "--runs", "1"])
+    return mod
+
+
+def _commit_rows(doc: str) -> list[str]:
+    table = doc[doc.index("<!-- commits -->"):doc.index("<!-- /commits -->")]
+    return [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| commit")]
+
+
+def test_the_commit_list_groups_sections_by_their_stamps_and_names_the_ones_not_run(report):
+    doc = report.with_commit_list(DOC)
+    assert _commit_rows(doc) == ["| aaaaaaa | 2026-12-02 | speed |", "| bbbbbbb | 2026-11-24 | world |"]
+    assert "Listed above but not yet run: never." in doc
+    assert report.with_commit_list(doc) == doc  # made again, the same: it replaces itself
+
+
+def test_write_section_replaces_one_section_and_adds_a_new_one_before_the_list(report):
+    report.DOC.write_text(report.with_commit_list(DOC))
+    report.write_section("world", "World", "new text", data={"x": 1})
+    report.write_section("demo2d", "Demo", "demo text")
+    doc = report.DOC.read_text()
+    assert doc.count("<!-- bench:world -->") == 1 and "new text" in doc and "\ntext\n" not in doc
+    assert doc.index("<!-- /bench:demo2d -->") < doc.index("<!-- commits -->")  # the list stays last
+    assert doc.count("<!-- commits -->") == 1
+    rows = {row.split(" | ")[0][2:]: row.split(" | ")[2].rstrip(" |") for row in _commit_rows(doc)}
+    assert rows == {"aaaaaaa": "speed", "ccccccc": "world, demo2d"}
+    assert '"commit": "ccccccc"' in (report.JSON_DIR / "world.json").read_text()
