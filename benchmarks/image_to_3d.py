@@ -1,5 +1,6 @@
 """Suite image-v1 in one run: image-to-3d beside the reference-only baseline, text-to-3D from the same objects'
-captions and the representation's ceiling; writes the section image-v1 of docs/BENCHMARKS.md.
+captions and the representation's ceiling; writes the section image-v1 of docs/BENCHMARKS.md (image-v1-nerf with
+``--representation nerf``).
 
     OMP_NUM_THREADS=1 python benchmarks/image_to_3d.py --seeds 0 1 2 --baseline-seeds 0   # Gaussians, ~80 min on 2 cores
     OMP_NUM_THREADS=1 python benchmarks/image_to_3d.py --seeds 0 --baseline-seeds 0    # one seed of each
@@ -106,7 +107,8 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        write_section("image-v1", f"Suite image-v1: image-to-3d ({args.representation}) against its baselines, "
+        section = "image-v1" if args.representation == "gaussians" else f"image-v1-{args.representation}"
+        write_section(section, f"Suite image-v1: image-to-3d ({args.representation}) against its baselines, "
                       f"seeds {', '.join(map(str, args.seeds))}", body,
                       data={name: c for name, c in columns})
 
