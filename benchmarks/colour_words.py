@@ -32,39 +32,12 @@ def article(text: str) -> str:
     return ("an " if text[0] in "aeiou" else "a ") + text
 
 
-def variant_colour(word: str, order=("xkcd", "css4"), metric="ciede2000", black_rule=True, heads=True):
-    """The world colour of ``word`` under a variant of the rules of dreamlift.prior.colour_words (for the decision
-    page): another table order, CIE76 instead of CIEDE2000, black for any colour, no head-word rule."""
-    import math
-
-    from dreamlift.prior import colour_words as cw
-    from dreamlift.world.colours import COLOURS
-
-    words = word.split()
-    training = cw._training_colour_of()
-    if word in cw.MATERIALS:
-        return cw.MATERIALS[word]
-    if heads and len(words) > 1 and words[-1] in training:
-        return training[words[-1]]
-    xkcd, css4 = cw._tables()
-    tables = {"xkcd": xkcd, "css4": {k: v for k, v in css4.items()}}
-    hex_code = None
-    for name in order:
-        key = word if name == "xkcd" else word.replace(" ", "")
-        if key in tables[name]:
-            hex_code = tables[name][key]
-            break
-    if hex_code is None:
-        close = __import__("difflib").get_close_matches(word, list(xkcd), n=1, cutoff=0.9)
-        if not close:
-            return None
-        hex_code = xkcd[close[0]]
-    lab = cw.srgb_to_lab(cw._rgb(hex_code))
-    chroma = math.hypot(lab[1], lab[2])
-    dist = cw.delta_e_2000 if metric == "ciede2000" else (lambda a, b: math.dist(a, b))
-    cands = {c: cw.srgb_to_lab(rgb) for c, rgb in COLOURS.items() if c != "black" or not black_rule
-             or chroma < cw.NEUTRAL_CHROMA}
-    return min(cands, key=lambda c: dist(lab, cands[c]))
+def variant_colour(word: str, **rules) -> str | None:
+    """The world colour of ``word`` under the shipped rules of dreamlift.prior.colour_words.lookup with ``rules``
+    changed (for the decision page): another table order, CIE76 instead of CIEDE2000, black for any colour, no
+    head-word rule."""
+    match = lookup(word, **rules)
+    return match.colour if match else None
 
 
 VARIANTS = {"shipped: XKCD then CSS4, CIEDE2000, black only near-neutral, head words": {},

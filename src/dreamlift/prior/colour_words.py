@@ -129,16 +129,22 @@ def _world_labs() -> dict[str, tuple[float, float, float]]:
     return {name: srgb_to_lab(rgb) for name, rgb in COLOURS.items()}
 
 
-def nearest_world_colour(rgb: tuple[float, float, float]) -> tuple[str | None, float]:
-    """(world colour, CIEDE2000 to it) for an sRGB colour; (None, distance to the nearest) for a light neutral."""
+def nearest_world_colour(rgb: tuple[float, float, float], *, metric: str = "ciede2000",
+                         black_rule: bool = True) -> tuple[str | None, float]:
+    """(world colour, distance to it) for an sRGB colour; (None, distance to the nearest) for a light neutral.
+
+    The shipped rules are the defaults: CIEDE2000, and black a candidate only for a near-neutral colour. The
+    keywords exist for benchmarks/colour_words.py, which compares the rules: ``metric="cie76"`` (Euclidean in
+    CIELAB), ``black_rule=False`` (black a candidate for every colour)."""
     lab = srgb_to_lab(rgb)
     chroma = math.hypot(lab[1], lab[2])
     labs = _world_labs()
-    candidates = [c for c in labs if c != "black" or chroma < NEUTRAL_CHROMA]
-    best = min(candidates, key=lambda c: delta_e_2000(lab, labs[c]))
+    dist = delta_e_2000 if metric == "ciede2000" else math.dist
+    candidates = [c for c in labs if c != "black" or chroma < NEUTRAL_CHROMA or not black_rule]
+    best = min(candidates, key=lambda c: dist(lab, labs[c]))
     if chroma < NEUTRAL_CHROMA and lab[0] > LIGHT_NEUTRAL_L:
-        return None, delta_e_2000(lab, labs[best])
-    return best, delta_e_2000(lab, labs[best])
+        return None, dist(lab, labs[best])
+    return best, dist(lab, labs[best])
 
 
 @dataclass(frozen=True)
@@ -179,31 +185,40 @@ def _rgb(hex_code: str) -> tuple[float, float, float]:
     return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255)
 
 
+@lru_cache(maxsize=1)
 def _training_colour_of() -> dict[str, str]:
+    """Training colour word -> its world colour (built once: lookup runs it for every candidate span)."""
     from ..world.captions import COLOUR_SYNONYMS
 
     return {w: c for c, ws in COLOUR_SYNONYMS.items() for w in ws}
 
 
-def lookup(phrase: str, fuzzy: bool = True) -> ColourMatch | None:
-    """The world colour a colour word or phrase means, or None when no table knows it."""
+def lookup(phrase: str, fuzzy: bool = True, *, order: tuple[str, ...] = ("xkcd", "css4"), heads: bool = True,
+           metric: str = "ciede2000", black_rule: bool = True) -> ColourMatch | None:
+    """The world colour a colour word or phrase means, or None when no table knows it.
+
+    The defaults are the shipped rules; benchmarks/colour_words.py changes one at a time to compare them: the
+    tables' ``order``, no head-word rule (``heads=False``: "navy blue" looked up whole), and
+    ``nearest_world_colour``'s ``metric`` and ``black_rule``."""
     phrase = " ".join(phrase.lower().split())
     if phrase in MATERIALS:
         return ColourMatch(phrase, MATERIALS[phrase], "material", phrase, None, None)
     words = phrase.split()
     training = _training_colour_of()
     xkcd, css4 = _tables()
-    if len(words) > 1 and (words[-1] in training or words[-1] in MATERIALS):
+    if heads and len(words) > 1 and (words[-1] in training or words[-1] in MATERIALS):
         # "navy blue", "dark wood": a compound the survey names, or a head with colour modifiers only
         if phrase in xkcd or all(w in MODIFIERS or w in xkcd or w in css4 or w in MATERIALS for w in words[:-1]):
             colour = training[words[-1]] if words[-1] in training else MATERIALS[words[-1]]
             return ColourMatch(phrase, colour, "head", words[-1], None, None)
     found = None
-    if phrase in xkcd:
-        found = ("xkcd", phrase, xkcd[phrase])
-    elif phrase.replace(" ", "") in css4:
-        found = ("css4", phrase.replace(" ", ""), css4[phrase.replace(" ", "")])
-    elif fuzzy and len(words) == 1 and len(phrase) >= _FUZZY_MIN_LEN:
+    keys = {"xkcd": (xkcd, phrase), "css4": (css4, phrase.replace(" ", ""))}  # CSS4 names are one word
+    for source in order:
+        table, key = keys[source]
+        if key in table:
+            found = (source, key, table[key])
+            break
+    if found is None and fuzzy and len(words) == 1 and len(phrase) >= _FUZZY_MIN_LEN:
         close = difflib.get_close_matches(phrase, list(xkcd) + list(MATERIALS), n=1, cutoff=_FUZZY_CUTOFF)
         if close and close[0] in MATERIALS:
             return ColourMatch(phrase, MATERIALS[close[0]], "material", close[0], None, None)
@@ -212,7 +227,7 @@ def lookup(phrase: str, fuzzy: bool = True) -> ColourMatch | None:
     if found is None:
         return None
     source, name, hex_code = found
-    colour, de = nearest_world_colour(_rgb(hex_code))
+    colour, de = nearest_world_colour(_rgb(hex_code), metric=metric, black_rule=black_rule)
     return ColourMatch(phrase, colour, source, name, hex_code, de)
 
 

@@ -1,12 +1,14 @@
 """Colour words are read through a colour-name table: CIELAB and CIEDE2000 against scikit-image, the world
 colour a person would name for a list of 40 words, the head-word and neutral rules."""
 
+import math
+
 import numpy as np
 import pytest
 
 from dreamlift.evaluate.suite import COLOUR_WORDS_V1
 from dreamlift.prior.colour_words import (
-    MATERIALS, delta_e_2000, find_colour_phrases, lookup, nearest_world_colour, srgb_to_lab,
+    MATERIALS, _rgb, delta_e_2000, find_colour_phrases, lookup, nearest_world_colour, srgb_to_lab,
 )
 from dreamlift.world.captions import COLOUR_SYNONYMS
 from dreamlift.world.colours import COLOURS
@@ -89,3 +91,19 @@ def test_phrases_are_found_longest_first_and_only_among_candidate_words():
     assert find_colour_phrases(["a", "coffee", "mug"], [False, False, False]) == []
     found = find_colour_phrases(["forest", "green", "and", "wooden"], [True, False, True, True])
     assert [(i, k, m.colour) for i, k, m in found] == [(0, 2, "green"), (3, 4, "brown")]
+
+
+def test_the_rules_the_benchmark_compares_are_the_shipped_lookup_with_one_rule_changed():
+    """benchmarks/colour_words.py scores rule variants through lookup's keywords; the defaults are the shipped
+    rules, and each keyword changes what it names."""
+    assert lookup("navy blue").source == "head" and lookup("navy blue", heads=False).source == "xkcd"
+    both = "tomato"  # in XKCD and CSS4 with different sRGB
+    assert lookup(both).source == "xkcd" and lookup(both, order=("css4", "xkcd")).source == "css4"
+    assert lookup(both, order=("css4", "xkcd")).hex == "#ff6347"
+    m = lookup("vermilion", metric="cie76")
+    assert m.colour == "red" and m.delta_e == pytest.approx(math.dist(srgb_to_lab(_rgb(m.hex)), srgb_to_lab(
+        COLOURS["red"])))
+    # black is a candidate for a saturated colour only without the rule
+    dark_green = (0.05, 0.15, 0.05)
+    assert nearest_world_colour(dark_green)[0] != "black"
+    assert nearest_world_colour(dark_green, black_rule=False)[0] == "black"
