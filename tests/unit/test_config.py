@@ -66,6 +66,24 @@ def test_eval_checks_its_overrides_before_any_work(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_eval_caption_gives_image_to_3d_each_objects_caption_and_is_refused_elsewhere(tmp_path):
+    from dreamlift.config import DreamliftError
+    from dreamlift.evaluate.runner import EvalConfig
+    from dreamlift.evaluate.suite import get_suite
+
+    row = get_suite("image-v1")[0]
+    cfg = EvalConfig(suite="image-v1", out=tmp_path / "c", caption=True)
+    cfg.validate()
+    gen = cfg.generate_config(row)
+    assert type(gen).__name__ == "ImageTo3DConfig" and gen.prompt == row.prompt and gen.accept_rewrite
+    assert EvalConfig(suite="image-v1", out=tmp_path / "n").generate_config(row).prompt == ""
+    assert EvalConfig(suite="image-v1", caption=True).out_dir.name == "image-v1-caption"
+    for bad in (dict(suite="core-v1"), dict(suite="image-v1", text=True), dict(suite="image-v1", ceiling=True)):
+        with pytest.raises(DreamliftError, match="--caption"):
+            EvalConfig(out=tmp_path / "x", caption=True, **bad).validate()
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_area_prior_is_on_for_the_builtin_prior_and_picks_the_density_bias():
     from dreamlift.generate import AREA_PRIOR_BLOB, GenerateConfig
     from dreamlift.scene.nerf import MAGIC3D_BLOB, NeRF, NeRFConfig

@@ -54,6 +54,9 @@ class EvalConfig:
     ceiling: bool = option(False, "fit the representation to ground-truth renders instead of SDS (its ceiling)")
     text: bool = option(False, "image suites: make each object from its caption with generate instead of from its "
                                "reference image (the text-to-3D comparison)")
+    caption: bool = option(False, "image suites: give image-to-3d each object's caption too (--prompt: the text "
+                                  "prior's SDS beside the view-conditioned prior's, as Magic123 joins a 2D and a 3D "
+                                  "prior)")
     force: bool = option(False, "redo prompts that are already finished")
     device: str = option("auto", "cpu, cuda or auto")
     render_scale: float | None = option(None, "generate: render size relative to the prior's")
@@ -78,6 +81,8 @@ class EvalConfig:
             raise DreamliftError(f"--jobs must be >= 1, got {self.jobs}")
         self.score.validate()
         self.selected(get_suite(self.suite))
+        if self.caption and not self._image_runs(get_suite(self.suite)):
+            raise DreamliftError("--caption is for image suites made with image-to-3d (not with --text or --ceiling)")
         from ..generate import _device
 
         _device(self.device)  # a missing GPU is refused now, not after the first prompt's setup
@@ -94,7 +99,7 @@ class EvalConfig:
 
     @property
     def out_dir(self) -> Path:
-        mode = "-ceiling" if self.ceiling else "-text" if self.text else ""
+        mode = "-ceiling" if self.ceiling else "-text" if self.text else "-caption" if self.caption else ""
         return self.out if self.out is not None else Path("results") / (self.suite + mode)
 
     def selected(self, suite: tuple[SuitePrompt, ...]) -> tuple[SuitePrompt, ...]:
@@ -121,8 +126,9 @@ class EvalConfig:
             from ..image_to_3d import ImageTo3DConfig
 
             az, el = prompt.reference
+            caption = dict(prompt=prompt.prompt, accept_rewrite=True) if self.caption else {}
             cfg = ImageTo3DConfig(image=reference_path(self.out_dir, prompt), ref_azimuth=az, ref_elevation=el,
-                                  **common)
+                                  **caption, **common)
         else:
             cfg = GenerateConfig(prompt=prompt.prompt, accept_rewrite=True,  # held-out words are part of a suite
                                  **common)
