@@ -57,6 +57,16 @@ JSON_DIR = ROOT / "docs" / "benchmarks"
 COMMITS_START, COMMITS_END = "<!-- commits -->", "<!-- /commits -->"
 
 
+def _commit_time(commit: str) -> int:
+    """The commit's time (seconds), to order sections of one day; 0 where git does not know it."""
+    try:
+        out = subprocess.run(["git", "show", "-s", "--format=%ct", commit], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10)
+        return int(out.stdout.strip()) if out.returncode == 0 else 0
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
+
+
 def with_commit_list(doc: str) -> str:
     """``doc`` with its closing list of sections by the commit they ran at (newest first), made from the sections'
     own stamps, so that a section left at an older commit is seen at a glance and the list is never hand-kept."""
@@ -72,7 +82,7 @@ def with_commit_list(doc: str) -> str:
     for name, date, commit in stamps:
         by_commit.setdefault(commit, (date, []))[1].append(name)
         by_commit[commit] = (max(date, by_commit[commit][0]), by_commit[commit][1])
-    rows = sorted(by_commit.items(), key=lambda kv: kv[1][0], reverse=True)
+    rows = sorted(by_commit.items(), key=lambda kv: (kv[1][0], _commit_time(kv[0])), reverse=True)
     lines = ["## The sections by the commit they ran at", "",
              f"{len(stamps)} sections at {len(rows)} commits (made from the sections' own stamps by "
              "`benchmarks/report.py`). A section at an older commit still describes the current code where nothing "
