@@ -54,9 +54,8 @@ class EvalConfig:
     ceiling: bool = option(False, "fit the representation to ground-truth renders instead of SDS (its ceiling)")
     text: bool = option(False, "image suites: make each object from its caption with generate instead of from its "
                                "reference image (the text-to-3D comparison)")
-    caption: bool = option(False, "image suites: give image-to-3d each object's caption too (--prompt: the text "
-                                  "prior's SDS beside the view-conditioned prior's, as Magic123 joins a 2D and a 3D "
-                                  "prior)")
+    caption: bool = option(False, "image suites: give image-to-3d each object's caption too (the text prior's SDS "
+                                  "beside the view-conditioned prior's)")
     force: bool = option(False, "redo prompts that are already finished")
     device: str = option("auto", "cpu, cuda or auto")
     render_scale: float | None = option(None, "generate: render size relative to the prior's")
