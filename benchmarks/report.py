@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -70,27 +71,27 @@ def _commit_time(commit: str) -> int:
 def with_commit_list(doc: str) -> str:
     """``doc`` with its closing list of sections by the commit they ran at (newest first), made from the sections'
     own stamps, so that a section left at an older commit is seen at a glance and the list is never hand-kept."""
-    import re
-
     stamps = re.findall(r"<!-- bench:([\w.-]+) -->\n## [^\n]*\n(?:(?!<!-- /bench:).*\n)*?- date: (\S+), commit (\w+)", doc)
     if COMMITS_START in doc and COMMITS_END in doc:
         doc = (doc[: doc.index(COMMITS_START)].rstrip() + "\n"
                + doc[doc.index(COMMITS_END) + len(COMMITS_END):].lstrip("\n"))
     if not stamps:
         return doc
-    by_commit: dict[str, tuple[str, list[str]]] = {}
+    names: dict[str, list[str]] = {}
+    dates: dict[str, str] = {}
     for name, date, commit in stamps:
-        by_commit.setdefault(commit, (date, []))[1].append(name)
-        by_commit[commit] = (max(date, by_commit[commit][0]), by_commit[commit][1])
-    rows = sorted(by_commit.items(), key=lambda kv: (kv[1][0], _commit_time(kv[0])), reverse=True)
+        names.setdefault(commit, []).append(name)
+        dates[commit] = max(date, dates.get(commit, date))
+    rows = sorted(names, key=lambda c: (dates[c], _commit_time(c)), reverse=True)
     lines = ["## The sections by the commit they ran at", "",
              f"{len(stamps)} sections at {len(rows)} commits (made from the sections' own stamps by "
              "`benchmarks/report.py`). A section at an older commit still describes the current code where nothing "
              "it measures changed since; `python benchmarks/run_all.py` reruns them all at one commit.", "",
              "| commit | date | sections |", "|---|---|---|"]
-    lines += [f"| {c} | {d} | {', '.join(names)} |" for c, (d, names) in rows]
+    lines += [f"| {c} | {dates[c]} | {', '.join(names[c])} |" for c in rows]
     listed = re.findall(r"^\| ([\w.-]+) \| .* \| `[^`]*` \|$", doc.split("<!-- bench:")[0], flags=re.M)
-    missing = [name for name in listed if name not in {n for n, _, _ in stamps}]
+    run = {name for name, _, _ in stamps}
+    missing = [name for name in listed if name not in run]
     if missing:
         lines += ["", "Listed above but not yet run: " + ", ".join(missing) + "."]
     return doc.rstrip() + "\n\n" + COMMITS_START + "\n" + "\n".join(lines) + "\n" + COMMITS_END + "\n"
