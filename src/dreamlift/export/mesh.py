@@ -246,36 +246,83 @@ def _texture_size(n_faces: int) -> int:
     return int(min(2048, max(256, 1 << max(0, side - 1).bit_length())))
 
 
-def bake_vertex_colours(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, size: int | None = None
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Unwrap the mesh (xatlas) and paint its vertex colours, interpolated over each triangle, into a texture.
+# The (u, v) world axes each chart's signed axis (+x, -x, +y, -y, +z, -z) projects onto, u x v along that axis,
+# so a chart is not mirrored in its texture.
+_PLANES = np.array([(1, 2), (2, 1), (2, 0), (0, 2), (0, 1), (1, 0)])
+#: Texels from one chart's footprint to the next one's: a texel within 1.5 of a chart is nearest to it.
+_CHART_GAP = 3
 
-    Returns ``(vmap, faces, uv, image)``: the new vertices are ``vertices[vmap]`` (xatlas splits vertices along
-    chart seams), ``uv`` is (V', 2) with the origin at the image's bottom-left (trimesh's convention; the glb
-    stores 1 - v), and ``image`` is (H, W, 3) uint8, about ``size`` texels a side (xatlas sets the exact sides). Texels no triangle covers take the colour of the
-    nearest covered texel, so bilinear sampling at a chart's edge never reads the background.
-    """
-    import xatlas
-    from scipy import ndimage
 
-    size = size or _texture_size(len(faces))
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
-    pack = xatlas.PackOptions()
-    pack.resolution, pack.padding = size, 2  # charts 2 texels apart: a texel's nearest chart is its own
-    atlas.generate(xatlas.ChartOptions(), pack)
-    vmap, new_faces, uv = atlas[0]
-    vmap, new_faces, uv = vmap.astype(np.int64), new_faces.astype(np.int64), uv.astype(np.float64)
-    width, height = int(atlas.width), int(atlas.height)
-    col = colors[vmap]
-    pix = np.stack([uv[:, 0] * width, (1.0 - uv[:, 1]) * height], axis=1)  # image x (column) and y (row)
-    tri = pix[new_faces]  # (F, 3, 2)
+def _face_charts(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Charts of a box projection: connected pieces (through shared edges) of faces whose normals have the same
+    dominant signed axis. Returns the chart of each face (F,) and the signed axis 0..5 of each chart (C,)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    v = vertices.astype(np.float64)
+    n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    axis = np.abs(n).argmax(1)
+    label = 2 * axis + (n[np.arange(len(n)), axis] < 0)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+    key = edges[:, 0].astype(np.int64) * len(vertices) + edges[:, 1]
+    order = np.argsort(key, kind="stable")
+    key, owner = key[order], np.tile(np.arange(len(faces)), 3)[order]
+    shared = key[1:] == key[:-1]  # consecutive faces of one edge (a chain where more than two share it)
+    a, b = owner[:-1][shared], owner[1:][shared]
+    a, b = a[label[a] == label[b]], b[label[a] == label[b]]
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(len(faces), len(faces)))
+    _, chart = connected_components(graph, directed=False)
+    chart_label = np.zeros(chart.max() + 1, np.int64)
+    chart_label[chart] = label
+    return chart, chart_label
+
+
+def _shelf_pack(size: np.ndarray, width: int) -> tuple[np.ndarray, int]:
+    """Rectangles (C, 2) of texels, tallest first, left to right on shelves ``width`` wide -> corners, height."""
+    corner = np.zeros_like(size)
+    x = y = shelf = 0
+    for c in np.argsort(-size[:, 1], kind="stable").tolist():
+        w, h = size[c]
+        if x + w > width:
+            x, y, shelf = 0, y + shelf, 0
+        corner[c] = x, y
+        x, shelf = x + w, max(shelf, h)
+    return corner, y + shelf
+
+
+def _unwrap(vertices: np.ndarray, faces: np.ndarray, chart: np.ndarray, chart_label: np.ndarray, side: int):
+    """Each chart projected onto its axis plane at one texel density, packed into a texture ``side`` wide.
+
+    Returns (vmap, faces, pix, width, height): one new vertex per (chart, vertex) pair, ``pix`` its
+    texel coordinates (x right, y down)."""
+    pair = chart[:, None].astype(np.int64) * len(vertices) + faces
+    uniq, inverse = np.unique(pair.ravel(), return_inverse=True)  # sorted by chart
+    vchart, vmap = uniq // len(vertices), uniq % len(vertices)
+    uv = np.take_along_axis(vertices[vmap].astype(np.float64), _PLANES[chart_label[vchart]], 1)
+    starts = np.flatnonzero(np.r_[True, vchart[1:] != vchart[:-1]])
+    lo = np.minimum.reduceat(uv, starts, 0)
+    extent = np.maximum.reduceat(uv, starts, 0) - lo  # (C, 2) world units
+    density = np.sqrt(0.6 * side * side / max(float((extent[:, 0] * extent[:, 1]).sum()), 1e-12))  # texels / unit
+    while True:  # shrink until the shelves fit a square of `side`
+        size = np.ceil(extent * density).astype(np.int64) + 1 + _CHART_GAP
+        if size[:, 0].max() <= side:
+            corner, height = _shelf_pack(size, side)
+            if height <= side:
+                break
+        density *= 0.9
+    pix = corner[vchart] + 1 + (uv - lo[vchart]) * density
+    return vmap, inverse.reshape(-1, 3), pix, side, int(height)
+
+
+def _rasterise(tri: np.ndarray, width: int, height: int):
+    """Texels whose centres lie in each triangle (F, 3, 2) of texel coordinates -> (face, x, y, barycentrics,
+    strictly inside)."""
     top = np.array([width - 1, height - 1])
     lo = np.clip(np.floor(tri.min(1) - 0.5), 0, top).astype(np.int64)
     hi = np.clip(np.ceil(tri.max(1) - 0.5), 0, top).astype(np.int64)
     w, h = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
     count = w * h
-    face = np.repeat(np.arange(len(new_faces)), count)  # one entry per (triangle, texel of its bounding box)
+    face = np.repeat(np.arange(len(tri)), count)  # one entry per (triangle, texel of its bounding box)
     local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     tx = lo[face, 0] + local % w[face]
     ty = lo[face, 1] + local // w[face]
@@ -289,28 +336,69 @@ def bake_vertex_colours(vertices: np.ndarray, faces: np.ndarray, colors: np.ndar
     den = np.where(ok, den, 1.0)
     l1 = (d11 * d20 - d01 * d21) / den
     l2 = (d00 * d21 - d01 * d20) / den
-    l0 = 1.0 - l1 - l2
-    inside = ok & (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
-    f, bary = face[inside], np.stack([l0, l1, l2], 1)[inside]
-    rgb = (bary[:, :, None] * col[new_faces[f]]).sum(1)
+    bary = np.stack([1.0 - l1 - l2, l1, l2], 1)
+    inside = ok & (bary.min(1) >= -1e-6)
+    strict = ok & (bary.min(1) > 1e-3)
+    return face[inside], tx[inside], ty[inside], bary[inside], strict[inside]
+
+
+def bake_vertex_colours(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, size: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unwrap the mesh and paint its vertex colours, interpolated over each triangle, into a texture.
+
+    The unwrap is a box projection: faces are grouped by the dominant signed axis of their normal, each connected
+    group (a chart) is projected onto that axis's plane (stretched at most sqrt(3) x, never mirrored) at one
+    texel density, and the charts are packed on shelves. A chart whose projection folds over itself (a ramp that
+    winds round, say) is found by its doubly covered texels and split into single triangles. It takes
+    milliseconds where a general unwrapper (xatlas, which this replaced) took 25 s for a 56,000-face mesh.
+
+    Returns ``(vmap, faces, uv, image)``: the new vertices are ``vertices[vmap]`` (vertices are split along chart
+    seams), ``uv`` is (V', 2) with the origin at the image's bottom-left (trimesh's convention; the glb stores
+    1 - v), and ``image`` is (H, W, 3) uint8, ``size`` texels wide and at most as high. Texels no triangle
+    covers take the colour of the nearest covered texel, so bilinear sampling at a chart's edge never reads
+    the background.
+    """
+    from scipy import ndimage
+
+    size = size or _texture_size(len(faces))
+    vertices, faces = np.asarray(vertices), np.asarray(faces, dtype=np.int64)
+    chart, chart_label = _face_charts(vertices, faces)
+    for _ in range(2):  # a chart of one triangle cannot fold, so one split is enough
+        vmap, new_faces, pix, width, height = _unwrap(vertices, faces, chart, chart_label, size)
+        face, tx, ty, bary, strict = _rasterise(pix[new_faces], width, height)
+        texel = ty[strict] * width + tx[strict]
+        twice = np.bincount(texel, minlength=width * height)[texel] > 1  # charts never share texels
+        folded = np.unique(chart[face[strict][twice]])
+        if not len(folded):
+            break
+        alone = np.isin(chart, folded)  # each face of a folded chart becomes a chart of its own
+        labels = np.concatenate([chart_label, chart_label[chart[alone]]])
+        chart = chart.copy()
+        chart[alone] = len(chart_label) + np.arange(int(alone.sum()))
+        used, chart = np.unique(chart, return_inverse=True)
+        chart_label = labels[used]
+    col = colors[vmap]
+    rgb = (bary[:, :, None] * col[new_faces[face]]).sum(1)
     image = np.zeros((height, width, 3), np.float64)
     covered = np.zeros((height, width), bool)
-    image[ty[inside], tx[inside]] = rgb
-    covered[ty[inside], tx[inside]] = True
+    image[ty, tx] = rgb
+    covered[ty, tx] = True
     # every triangle's vertices get a texel even where the triangle covers no texel centre
+    top = np.array([width - 1, height - 1])
     vx = np.clip(np.floor(pix).astype(np.int64), 0, top)
     free = ~covered[vx[:, 1], vx[:, 0]]
     image[vx[free, 1], vx[free, 0]] = col[free]
     covered[vx[free, 1], vx[free, 0]] = True
     _, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
     image = image[iy, ix]
+    uv = np.stack([pix[:, 0] / width, 1.0 - pix[:, 1] / height], 1)
     return vmap, new_faces, uv, np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
 
 def glb_bytes(mesh: Mesh) -> bytes:
     """The binary glTF (.glb) of ``mesh``: one node, smooth normals, its colours baked into a texture.
 
-    The vertex colours are painted into a ``baseColorTexture`` over an xatlas unwrap (``bake_vertex_colours``),
+    The vertex colours are painted into a ``baseColorTexture`` over a box-projection unwrap (``bake_vertex_colours``),
     so every glTF viewer and ``trimesh.load`` with its defaults show them (trimesh reads a primitive that has a
     material as a textured mesh and sets COLOR_0 aside, and without a material viewers use the spec's default,
     fully metallic, which shows as dark metal). The texture is sRGB, as glTF says base-colour textures are: the

@@ -240,6 +240,60 @@ def test_baking_paints_each_triangle_with_its_interpolated_colours():
     assert len(errs) > 200 and max(errs) <= 0.5 / 255 + 1e-9
 
 
+def _texture_at(image, uv):
+    """Bilinear sample of an (H, W, 3) uint8 texture at uv (origin bottom-left) -> (N, 3) in [0, 1]."""
+    h, w = image.shape[:2]
+    x, y = uv[:, 0] * w - 0.5, (1 - uv[:, 1]) * h - 0.5
+    x0, y0 = np.clip(np.floor(x).astype(int), 0, w - 2), np.clip(np.floor(y).astype(int), 0, h - 2)
+    fx, fy = np.clip(x - x0, 0, 1)[:, None], np.clip(y - y0, 0, 1)[:, None]
+    img = image.astype(float) / 255.0
+    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
+    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _helicoid(turns=1.5, n_around=90, rise=0.3):
+    """A gentle spiral ramp (normals near +z everywhere) whose turns lie over one another: red at the bottom,
+    blue at the top."""
+    k = int(turns * n_around) + 1
+    theta = np.linspace(0, 2 * np.pi * turns, k)
+    rings = [np.stack([r * np.cos(theta), r * np.sin(theta), rise * theta / (2 * np.pi)], 1) for r in (0.4, 1.0)]
+    v = np.concatenate(rings)
+    i = np.arange(k - 1)
+    f = np.concatenate([np.stack([i, i + k, i + 1], 1), np.stack([i + 1, i + k, i + k + 1], 1)])
+    t = v[:, 2:3] / v[:, 2].max()
+    return v, f, np.concatenate([1 - t, 0 * t, t], 1)
+
+
+def test_a_chart_that_folds_over_itself_is_split_and_every_triangle_keeps_its_own_texels():
+    """The ramp is one chart by its normals, and its turns project onto the same texels. Baked, the texture at
+    every vertex and every face centre must still be that point's own colour, which a chart painted twice
+    (the upper turn over the lower) cannot give."""
+    from dreamlift.export.mesh import _face_charts, bake_vertex_colours
+
+    v, f, c = _helicoid()
+    chart, _ = _face_charts(v, f)
+    assert len(np.unique(chart)) == 1  # one chart before the fold is found
+    vmap, faces, uv, image = bake_vertex_colours(v, f, c, size=256)
+    assert np.abs(_texture_at(image, uv) - c[vmap]).max() < 0.06
+    centre_uv, centre_colour = uv[faces].mean(1), c[vmap][faces].mean(1)
+    assert np.abs(_texture_at(image, centre_uv) - centre_colour).max() < 0.06
+
+
+def test_a_marching_cubes_mesh_bakes_into_few_charts_with_its_colours():
+    """A world object's mesh: the texture is no wider than asked, the vertices are split only along the charts'
+    seams, and the colour at every vertex's uv is its own."""
+    from dreamlift.export.mesh import bake_vertex_colours
+
+    obj = get_object("mug", "red")
+    m = extract_mesh(lambda p: -obj.sdf(p), lambda p: p * 0.5 + 0.5, resolution=96)
+    vmap, faces, uv, image = bake_vertex_colours(m.vertices, m.faces, m.colors)
+    assert image.shape[1] <= 2048 and image.shape[0] <= image.shape[1]
+    assert len(faces) == len(m.faces) and len(vmap) < 1.3 * len(m.vertices)
+    assert np.array_equal(m.vertices[vmap][faces].round(6), m.vertices[m.faces].round(6))
+    assert np.abs(_texture_at(image, uv) - m.colors[vmap]).max() < 0.03
+
+
 def test_obj_and_mtl_round_trip_through_trimesh(coloured_mesh, tmp_path):
     m = coloured_mesh
     path = write_obj(m, tmp_path / "sphere.obj")
