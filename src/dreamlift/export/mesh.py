@@ -161,6 +161,7 @@ def extract_mesh(
     chunk: int = 65536,
     keep_components: float | None = 0.02,
     device: torch.device | str = "cpu",
+    volume: np.ndarray | None = None,
 ) -> Mesh:
     """Marching cubes of the level set ``density_fn(x) = threshold``, coloured by ``colour_fn``.
 
@@ -179,6 +180,8 @@ def extract_mesh(
         keep_components: drop connected pieces with fewer than this fraction of the faces
             of the largest piece (the floaters of SDS-trained NeRFs). 0 or None keeps all.
         device: where the query points are made (the device of the field's parameters).
+        volume: the density already sampled on this grid, (resolution,) * 3 (a representation's
+            ``density_grid``); ``density_fn`` is then not called.
 
     Returns:
         A :class:`Mesh` in world coordinates, faces wound outward. A surface that reaches the
@@ -201,7 +204,10 @@ def extract_mesh(
         raise DreamliftError(f"keep_components must be a fraction in [0, 1] or None, got {keep_components}")
     device = torch.device(device)
 
-    volume = _sample_volume(density_fn, resolution, bound, chunk, device)
+    if volume is None:
+        volume = _sample_volume(density_fn, resolution, bound, chunk, device)
+    elif tuple(volume.shape) != (resolution,) * 3:
+        raise DreamliftError(f"volume must have shape {(resolution,) * 3}, got {tuple(volume.shape)}")
     bad = int((~np.isfinite(volume)).sum())
     if bad:
         raise DreamliftError(f"the density field has {bad} NaN or infinite values on the {resolution}^3 grid")

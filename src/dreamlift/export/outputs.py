@@ -52,10 +52,12 @@ def scene_mesh(scene, resolution: int, threshold: float):
     """Marching cubes of a representation's density at ``threshold``, with albedo vertex colours."""
     from .mesh import extract_mesh
 
+    with torch.no_grad():
+        grid = scene.density_grid(resolution, scene.bound)
     return extract_mesh(lambda p: scene.density(p.to(scene.device)).cpu(),
                         lambda p: scene.albedo(p.to(scene.device)).cpu(),
                         resolution=resolution, bound=scene.bound, threshold=threshold,
-                        chunk=scene.field_chunk)
+                        chunk=scene.field_chunk, volume=None if grid is None else grid.float().cpu().numpy())
 
 
 nerf_mesh = scene_mesh  # the name older notebooks use

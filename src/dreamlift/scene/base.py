@@ -56,6 +56,13 @@ class Representation(nn.Module, ABC):
     def density(self, points: Tensor) -> Tensor:
         """(N, 3) world points -> (N,) density; the surface is where it crosses the run's surface_density."""
 
+    def density_grid(self, resolution: int, bound: float) -> Tensor | None:
+        """The density on marching cubes' grid, (R, R, R): sample ``i`` of an axis at ``-bound + i * 2 * bound /
+        (R - 1)``, x-major. None (the default): the mesher calls :meth:`density` at the grid's points. A
+        representation that can do better on a regular grid (Gaussians splat each kernel over its own box of
+        grid points) returns it here; it must equal :meth:`density` at those points."""
+        return None
+
     @abstractmethod
     def albedo(self, points: Tensor) -> Tensor:
         """(N, 3) world points -> (N, 3) albedo in [0, 1]."""

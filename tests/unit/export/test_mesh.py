@@ -294,6 +294,23 @@ def test_a_marching_cubes_mesh_bakes_into_few_charts_with_its_colours():
     assert np.abs(_texture_at(image, uv) - m.colors[vmap]).max() < 0.03
 
 
+def test_a_volume_sampled_beforehand_is_meshed_as_the_density_fn_would_be():
+    r = 40
+    from dreamlift.export.mesh import _grid_points
+
+    pts = _grid_points(torch.arange(r**3), r, 1.0, torch.device("cpu"))
+    volume = sphere()(pts).reshape(r, r, r).numpy()
+
+    def never(p):
+        raise AssertionError("density_fn is not called when the volume is given")
+
+    got = extract_mesh(never, resolution=r, volume=volume)
+    want = extract_mesh(sphere(), resolution=r)
+    assert np.array_equal(got.faces, want.faces) and np.allclose(got.vertices, want.vertices)
+    with pytest.raises(DreamliftError, match="shape"):
+        extract_mesh(never, resolution=r + 1, volume=volume)
+
+
 def test_obj_and_mtl_round_trip_through_trimesh(coloured_mesh, tmp_path):
     m = coloured_mesh
     path = write_obj(m, tmp_path / "sphere.obj")

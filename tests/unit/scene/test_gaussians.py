@@ -125,6 +125,29 @@ def test_sparse_field_equals_a_dense_sum_over_all_gaussians():
     assert torch.allclose(g.albedo(pts).detach()[hit], colour[hit], atol=1e-4)
 
 
+@pytest.mark.parametrize("budget", [1 << 23, 5000])  # one block, and many (some of one Gaussian, over budget)
+def test_density_on_the_mesh_grid_equals_a_dense_sum_over_all_gaussians(budget):
+    """Gaussians splatted over their own boxes of grid points give the field's sum at every grid point, also for
+    Gaussians that reach past the grid or lie outside it."""
+    from dreamlift.export.mesh import _grid_points
+
+    gen = torch.Generator().manual_seed(2)
+    n = 200
+    means = torch.rand(n, 3, generator=gen) * 2.6 - 1.3  # some centres outside [-1, 1]^3
+    log_scales = torch.log(torch.rand(n, 3, generator=gen) * 0.2 + 0.01)
+    g = Gaussians(means, log_scales, torch.randn(n, 4, generator=gen), torch.randn(n, generator=gen),
+                  torch.randn(n, 1, 3, generator=gen) * 0.5)
+    r = 21
+    pts = _grid_points(torch.arange(r**3), r, 1.0, torch.device("cpu")).double()
+    d = pts[:, None, :] - means.double()[None]  # (M, N, 3) dense, only in the test
+    m2 = torch.einsum("mni,nij,mnj->mn", d, torch.linalg.inv(g.covariances().detach().double()), d)
+    w = torch.where(m2 <= 9, g.opacity.detach().double() * torch.exp(-0.5 * m2), torch.zeros_like(m2))
+    got = g.density_grid(r, 1.0, budget=budget)
+    assert got.shape == (r, r, r) and (w.sum(1) > 0.01).sum() > 1000
+    assert torch.allclose(got.reshape(-1).double(), w.sum(1), atol=1e-5)
+    assert torch.allclose(got.reshape(-1), g.density(pts.float()).detach(), atol=1e-5)
+
+
 def test_shapes_are_checked():
     good = [torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 4), torch.zeros(4), torch.zeros(4, 1, 3)]
     Gaussians(*good)
