@@ -40,12 +40,19 @@ def machine() -> str:
             f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
 
 
+def run_stamp() -> dict:
+    """This process's command (as run from the repository root), machine, date and commit."""
+    script = Path(sys.argv[0]).resolve().relative_to(ROOT)
+    return {"command": " ".join(["python", str(script), *sys.argv[1:]]), "machine": machine(),
+            "date": datetime.date.today().isoformat(), "commit": git_rev()}
+
+
 def git_rev() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("BENCH_COMMIT", "unknown")  # a copy of the tree without git (a GPU machine)
 
 
 def median(xs: list[float]) -> float:
@@ -97,14 +104,16 @@ def with_commit_list(doc: str) -> str:
     return doc.rstrip() + "\n\n" + COMMITS_START + "\n" + "\n".join(lines) + "\n" + COMMITS_END + "\n"
 
 
-def write_section(name: str, title: str, body: str, data: dict | None = None) -> None:
+def write_section(name: str, title: str, body: str, data: dict | None = None, ran: dict | None = None) -> None:
     """Replace (or append) the section ``name`` of docs/BENCHMARKS.md; with ``data``, also write its figures as
-    docs/benchmarks/NAME.json (with the same command, machine, date and commit)."""
-    script = Path(sys.argv[0]).resolve().relative_to(ROOT)  # as run from the repository root
-    command = " ".join(["python", str(script), *sys.argv[1:]])
-    stamp = datetime.date.today().isoformat()
-    text = (f"<!-- bench:{name} -->\n## {title}\n\n- command: `{command}`\n- machine: {machine()}\n"
-            f"- date: {stamp}, commit {git_rev()}\n\n{body.strip()}\n<!-- /bench:{name} -->")
+    docs/benchmarks/NAME.json (with the same command, machine, date and commit).
+
+    ``ran``: the command, machine, date and commit of a run made elsewhere (``run_stamp`` there: a GPU machine
+    that has no git), to record instead of this process's own."""
+    ran = ran or run_stamp()
+    command, stamp, commit = ran["command"], ran["date"], ran["commit"]
+    text = (f"<!-- bench:{name} -->\n## {title}\n\n- command: `{command}`\n- machine: {ran['machine']}\n"
+            f"- date: {stamp}, commit {commit}\n\n{body.strip()}\n<!-- /bench:{name} -->")
     doc = DOC.read_text() if DOC.exists() else HEADER
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     if start in doc and end in doc:
@@ -119,7 +128,7 @@ def write_section(name: str, title: str, body: str, data: dict | None = None) ->
         import json
 
         JSON_DIR.mkdir(parents=True, exist_ok=True)
-        record = {"section": name, "title": title, "command": command, "machine": machine(), "date": stamp,
-                  "commit": git_rev(), "data": data}
+        record = {"section": name, "title": title, "command": command, "machine": ran["machine"], "date": stamp,
+                  "commit": commit, "data": data}
         atomic_write(JSON_DIR / f"{name}.json", (json.dumps(record, indent=1, default=str) + "\n").encode())
     atomic_write(DOC, doc.encode())

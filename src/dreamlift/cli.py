@@ -116,7 +116,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 p.add_argument("--help-all", action="help", help="show this help with the expert options too")
                 if not show_expert:
                     p.epilog = (f"Expert options ({', '.join(t[len(EXPERT):] for t in expert)}): "
-                                f"dreamlift {name} --help-all. Why each default is what it is: docs/DEFAULTS.md.")
+                                f"dreamlift {name} --help-all. Why each default is so: docs/DEFAULTS.md.")
     return parser
 
 

@@ -40,8 +40,9 @@ LEGACY_CHECKPOINT = "checkpoint.pt"  # pickles of older versions: never loaded
 # Settings a resumed run may change: the length of the run, its exports and its bookkeeping. Any other
 # difference would continue one run under another's settings.
 RESUMABLE = frozenset({"out", "resume", "force", "progress", "preview_every", "device", "steps", "checkpoint_every",
-                       "accept_rewrite",
+                       "accept_rewrite", "compile", "nerf.compact",
                        "mesh_resolution", "video_frames", "video_resolution", "surface_density"})
+POSTFIX_EVERY = 10  # steps between the progress bar's loss readings (on a GPU, the one wait for the GPU in the loop)
 PROGRESS_FILES = ("progress.json", "preview.png")  # in the staging folder while a run is watched (--preview-every)
 OUTPUT_FILES = ("model.glb", "model.obj", "model.mtl", "model.ply", "turntable.mp4", "views.png", "config.json", "metrics.json")
 
@@ -88,7 +89,7 @@ class GenerateConfig:
     """Settings of ``dreamlift generate``. Unset (None) values come from the preset."""
 
     OPTION_GROUPS = ("the run", "the prompt", "outputs", "score distillation", "shading", "the area prior",
-                     "expert: losses and timesteps", "expert: the NeRF", "expert: 3D Gaussians")
+                     "expert: losses and timesteps", "expert: the NeRF", "expert: 3D Gaussians", "expert: speed")
 
     prompt: str = option("", "what to make, e.g. 'a red mug'", positional=True)
     out: Path | None = option(None, "output folder (default: outputs/<prompt>)", group="the run")
@@ -110,6 +111,9 @@ class GenerateConfig:
     resume: bool = option(False, "continue OUT's run from its checkpoint (more --steps allowed)", group="the run")
     force: bool = option(False, "overwrite OUT's outputs", group="the run")
     device: str = option("auto", "cpu, cuda or auto", group="the run")
+    compile: Literal["auto", "on", "off"] = option(
+        "auto", "torch.compile the stable-diffusion or deepfloyd-if denoiser: auto is on for CUDA (a minute to "
+                "compile, faster steps), off elsewhere", group="expert: speed")
     lr: float | None = option(None, "Adam learning rate (default: the preset's)", group="score distillation", low=1e-12, high=10)
     lr_final: float = option(1.0, "learning-rate factor at the last step, reached over the second half (1: "
                                   "constant)", group="expert: losses and timesteps", low=1e-12, high=1)
@@ -229,6 +233,11 @@ def _device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise DreamliftError(f"unknown --device {name!r}") from exc
+
+
+def compiles(cfg: GenerateConfig, device: torch.device) -> bool:
+    """Whether the run's denoiser goes through torch.compile (``--compile``; auto: on CUDA; docs/DEFAULTS.md)."""
+    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
 
 
 def ramp(weight: float, progress: float, until: float) -> float:
@@ -404,8 +413,10 @@ class Generator:
             return "albedo"
         return "textureless" if u < self.cfg.p_albedo + self.cfg.p_textureless else "lambertian"
 
-    def train_step(self) -> dict[str, float]:
-        """Camera -> render -> objective + regularisers -> step. Returns this step's losses."""
+    def train_step(self, settle: bool = True) -> dict[str, float]:
+        """Camera -> render -> objective + regularisers -> step. Returns this step's losses: as numbers, or with
+        ``settle=False`` as they are (0-d tensors; read later through ``settle`` or ``history``), which lets a GPU
+        run its kernels while the host queues the next step."""
         cfg, progress, scene, clock = self.cfg, self.step / self.cfg.steps, self.scene, self.clock
         t0 = clock.mark()
         scene.before_step(self.step, progress, self.rng)  # NeRF: the occupancy grid, every occupancy_every steps
@@ -427,9 +438,6 @@ class Generator:
         entropy, sparsity = opacity_entropy(out.opacity), out.opacity.mean()
         loss = (main + ramp(cfg.orientation_weight, progress, 0.5) * out.orientation
                 + ramp(cfg.entropy_weight, progress, 1.0) * entropy + cfg.sparsity_weight * sparsity)
-        if not torch.isfinite(loss):
-            raise DreamliftError(f"the loss became {loss.item()} at step {self.step}; lower --lr or --guidance "
-                                 "and run again (or --resume from the last checkpoint)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         t4 = clock.mark()
@@ -442,10 +450,53 @@ class Generator:
         scene.after_step(self.step, self.step / cfg.steps, self.opt, self.rng)  # NeRF: bias fade; 3DGS: densify
         t6 = clock.mark()
         clock.add(self._times, [t0, t1, t2, t3, t4, t5, t6], PHASE_SPANS)
-        record = {"step": self.step, **record, "orientation": float(out.orientation.detach()),
-                  "entropy": float(entropy.detach()), "opacity": float(sparsity.detach())}
-        self.history.append(record)
-        return record
+        record = {"step": self.step, **record, "orientation": out.orientation.detach(), "entropy": entropy.detach(),
+                  "opacity": sparsity.detach()}
+        self._pending.append((record, loss.detach()))
+        if not settle:
+            return record
+        self.settle()
+        return self._history[-1]
+
+    def settle(self) -> None:
+        """Turn the records of the steps taken since the last call into numbers (on a GPU: one wait for all of
+        them), append them to the history, and stop the run at the first of them whose loss was not finite.
+
+        A step leaves its losses as tensors, so that on a GPU no step waits for its own kernels; the training loop
+        settles before each checkpoint (a checkpoint never holds a diverged step) and every few steps for the
+        progress bar."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        where = [(i, k) for i, (rec, _) in enumerate(pending) for k, v in rec.items() if isinstance(v, Tensor)]
+        values = [pending[i][0][k] for i, k in where] + [loss for _, loss in pending]
+        numbers = torch.stack([v.detach().double().reshape(()) for v in values]).tolist()
+        records = [dict(rec) for rec, _ in pending]
+        for (i, k), x in zip(where, numbers):
+            records[i][k] = x
+        for n, (rec, loss) in enumerate(zip(records, numbers[len(where):])):
+            bad = int(rec.pop("sds_nonfinite", 0) or 0)
+            if bad:
+                rec["sds_nonfinite"] = bad  # NaN/inf values of the SDS gradient (zeroed, or stopping the run below)
+            if not math.isfinite(loss):
+                self._history.extend(records[:n])
+                if bad:
+                    raise DreamliftError(f"the SDS gradient is not finite (NaN or inf) at step {rec['step']}; the "
+                                         "render or the denoiser diverged (--sds-nonfinite zero replaces such values "
+                                         "by zero and counts them)")
+                raise DreamliftError(f"the loss became {loss} at step {rec['step']}; lower --lr or --guidance and run "
+                                     "again (or --resume from the last checkpoint)")
+        self._history.extend(records)
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The records of every step so far (settled first: see ``settle``)."""
+        self.settle()
+        return self._history
+
+    @history.setter
+    def history(self, value: list[dict[str, float]]) -> None:
+        self._history, self._pending = list(value), []
 
 
 def _existing_outputs(out: Path) -> list[str]:
@@ -567,7 +618,7 @@ def run_generate(cfg: GenerateConfig) -> dict:
 
     def build(device: torch.device) -> tuple[Generator, dict]:
         backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,
-                               rewrite_unknown_words=not cfg.keep_unknown_words)
+                               rewrite_unknown_words=not cfg.keep_unknown_words, compile=compiles(cfg, device))
         backend.check_prompt(cfg.prompt)
         if (note := backend.conditioning_note(cfg.prompt)) is not None:
             print(f"note: {note}", file=sys.stderr)
@@ -730,14 +781,15 @@ def _train(gen: Generator, ckpt: Path, stop, watch: RunWatch | None = None) -> N
         bar = tqdm(total=cfg.steps, initial=gen.step, desc="generate", unit="step", dynamic_ncols=True)
     try:
         while gen.step < cfg.steps:
-            rec = gen.train_step()
+            gen.train_step(settle=False)  # its losses are read below, every few steps (Generator.settle)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix({k: f"{rec[k]:.3g}" for k in gen.LOSS_KEYS[:1]}, refresh=False)
+                if gen.step % POSTFIX_EVERY == 0 or gen.step == cfg.steps:
+                    bar.set_postfix({k: f"{gen.history[-1][k]:.3g}" for k in gen.LOSS_KEYS[:1]}, refresh=False)
             if gen.step % cfg.checkpoint_every == 0 or gen.step == cfg.steps:
-                gen.save(ckpt)
+                gen.save(ckpt)  # settles first: a step whose loss was not finite stops the run before this
             if watch is not None and (watch.due() or gen.step == cfg.steps):
-                watch.write("train", {k: rec[k] for k in gen.LOSS_KEYS})
+                watch.write("train", {k: gen.history[-1][k] for k in gen.LOSS_KEYS})
             if stop.requested:
                 gen.save(ckpt)
                 raise Interrupted(f"{stop.signal_name} at step {gen.step}")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..transfer import to_device
+
 __all__ = ["NoiseSchedule", "linear_betas", "cosine_betas", "gather"]
 
 
@@ -144,7 +146,7 @@ def gather(values: Tensor, t: Tensor | int, like: Tensor) -> Tensor:
         A tensor of ``like``'s dtype and device: 0-d for a scalar t, else (B, 1, ..., 1).
     """
     t = torch.as_tensor(t, device=values.device)
-    out = values[t].to(device=like.device, dtype=like.dtype)
+    out = to_device(values[t], like.device, like.dtype)  # a CPU t with GPU data: no host sync
     if out.ndim == 0:
         return out
     return out.reshape(out.shape[0], *([1] * (like.ndim - 1)))

@@ -27,7 +27,7 @@ from ..diffusion import NoiseSchedule, cosine_betas
 
 __all__ = ["ALLOW_DOWNLOAD_ENV", "allow_download", "ModelSource", "schedule_from_config", "prediction_from_config",
            "default_dtype", "PromptCache", "first_line", "transformers_dtype", "diffusers_kwargs",
-           "split_learned_variance"]
+           "split_learned_variance", "channels_last", "Compiled"]
 
 ALLOW_DOWNLOAD_ENV = "DREAMLIFT_ALLOW_DOWNLOAD"
 
@@ -286,3 +286,39 @@ class PromptCache:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+def channels_last(*modules: torch.nn.Module) -> None:
+    """Store the convolution weights of ``modules`` channels-last (NHWC) on CUDA, where fp16 convolutions run on the
+    tensor cores without layout transposes; elsewhere leave them as they are."""
+    for module in modules:
+        if next(module.parameters()).device.type == "cuda":
+            module.to(memory_format=torch.channels_last)
+
+
+class Compiled:
+    """A module's forward through ``torch.compile``: ``Compiled(module)(*args)``.
+
+    Compilation happens at the first call. If it fails there (no C++ compiler or Triton for this device, an
+    operation the compiler cannot trace), the module runs eagerly from then on, with one warning: compiling is a
+    speed-up and never the reason a run fails. ``module`` stays the plain module (its parameters, its config).
+    """
+
+    def __init__(self, module: torch.nn.Module, name: str = "the denoiser"):
+        self.module, self.name = module, name
+        self._call, self.compiled, self._tried = torch.compile(module, dynamic=False), True, False
+
+    def __call__(self, *args, **kwargs):
+        if self._tried:
+            return self._call(*args, **kwargs)
+        try:
+            out = self._call(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (any compiler failure falls back to eager)
+            import warnings
+
+            warnings.warn(f"torch.compile of {self.name} failed ({first_line(exc, 200)}); running it without",
+                          stacklevel=2)
+            self._call, self.compiled = self.module, False
+            out = self._call(*args, **kwargs)
+        self._tried = True
+        return out

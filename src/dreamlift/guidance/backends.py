@@ -1,7 +1,7 @@
 """The guidance backends by name, and one function to load any of them.
 
-``BACKENDS`` maps each name to a constructor ``(model, device, allow_out_of_world, rewrite_unknown_words)
--> GuidanceBackend``
+``BACKENDS`` maps each name to a constructor ``(model, device, allow_out_of_world, rewrite_unknown_words,
+compile) -> GuidanceBackend``
 that imports its module only when called, so naming the built-in backend never imports the
 Stable Diffusion or DeepFloyd code (nor loads diffusers' pipelines).
 """
@@ -17,28 +17,28 @@ from .base import GuidanceBackend
 
 __all__ = ["BACKENDS", "load_backend", "DEFAULT_MODELS"]
 
-Constructor = Callable[[str | None, torch.device | str, bool, bool], GuidanceBackend]
+Constructor = Callable[[str | None, torch.device | str, bool, bool, bool], GuidanceBackend]
 
 
 def _builtin(model: str | None, device: torch.device | str, allow_out_of_world: bool,
-             rewrite_unknown_words: bool) -> GuidanceBackend:
+             rewrite_unknown_words: bool, compile: bool) -> GuidanceBackend:  # (a 32-px U-Net: nothing to compile)
     from .builtin import BuiltinGuidance
 
     return BuiltinGuidance(model, device, allow_out_of_world, rewrite_unknown_words)
 
 
 def _stable_diffusion(model: str | None, device: torch.device | str, allow_out_of_world: bool,
-                      rewrite_unknown_words: bool) -> GuidanceBackend:
+                      rewrite_unknown_words: bool, compile: bool) -> GuidanceBackend:
     from .stable_diffusion import DEFAULT_SD_MODEL, StableDiffusionGuidance
 
-    return StableDiffusionGuidance(model or DEFAULT_SD_MODEL, device)
+    return StableDiffusionGuidance(model or DEFAULT_SD_MODEL, device, compile=compile)
 
 
 def _deepfloyd(model: str | None, device: torch.device | str, allow_out_of_world: bool,
-               rewrite_unknown_words: bool) -> GuidanceBackend:
+               rewrite_unknown_words: bool, compile: bool) -> GuidanceBackend:
     from .deepfloyd import DEFAULT_IF_MODEL, DeepFloydGuidance
 
-    return DeepFloydGuidance(model or DEFAULT_IF_MODEL, device)
+    return DeepFloydGuidance(model or DEFAULT_IF_MODEL, device, compile=compile)
 
 
 BACKENDS: dict[str, Constructor] = {
@@ -46,8 +46,9 @@ BACKENDS: dict[str, Constructor] = {
     "stable-diffusion": _stable_diffusion,
     "deepfloyd-if": _deepfloyd,
 }
-"""name -> constructor(model, device, allow_out_of_world, rewrite_unknown_words); model None means the
-backend's default; the last two only matter to the built-in prior."""
+"""name -> constructor(model, device, allow_out_of_world, rewrite_unknown_words, compile); model None means the
+backend's default; allow_out_of_world and rewrite_unknown_words only matter to the built-in prior, compile
+(``torch.compile`` of the denoiser) only to the diffusers backends."""
 
 DEFAULT_MODELS: dict[str, str] = {
     "builtin": "the shipped prior (dreamlift/prior/weights)",
@@ -58,7 +59,8 @@ DEFAULT_MODELS: dict[str, str] = {
 
 
 def load_backend(name: str, model: str | None = None, device: torch.device | str = "cpu",
-                 allow_out_of_world: bool = False, rewrite_unknown_words: bool = True) -> GuidanceBackend:
+                 allow_out_of_world: bool = False, rewrite_unknown_words: bool = True,
+                 compile: bool = False) -> GuidanceBackend:
     """Load the guidance backend ``name`` ("builtin", "stable-diffusion" or "deepfloyd-if").
 
     Args:
@@ -69,10 +71,11 @@ def load_backend(name: str, model: str | None = None, device: torch.device | str
         allow_out_of_world: builtin only: accept prompts outside the prior's world.
         rewrite_unknown_words: builtin only: condition on the nearest world caption when the prompt has
             words no training caption used (``dreamlift.prior.vocabulary``).
+        compile: stable-diffusion and deepfloyd-if: run the denoiser through ``torch.compile``.
 
     Raises:
         DreamliftError: an unknown name, or a model that cannot be loaded.
     """
     if name not in BACKENDS:
         raise DreamliftError(f"unknown guidance backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-    return BACKENDS[name](model, device, allow_out_of_world, rewrite_unknown_words)
+    return BACKENDS[name](model, device, allow_out_of_world, rewrite_unknown_words, compile)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..config import DreamliftError
 from ..diffusion import convert
-from ._hub import (ModelSource, PromptCache, default_dtype, diffusers_kwargs, prediction_from_config,
+from ._hub import (Compiled, ModelSource, PromptCache, channels_last, default_dtype, diffusers_kwargs, prediction_from_config,
                    schedule_from_config, split_learned_variance, transformers_dtype)
 from .base import GuidanceBackend
 
@@ -67,7 +67,7 @@ class DeepFloydGuidance(GuidanceBackend):
     name = "deepfloyd-if"
 
     def __init__(self, model: str | os.PathLike = DEFAULT_IF_MODEL, device: torch.device | str = "cpu",
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, compile: bool = False):
         self.device = torch.device(device)
         self.dtype = default_dtype(self.device, dtype)
         source = ModelSource(model, "DeepFloyd IF", IF_SUBFOLDERS,
@@ -93,6 +93,8 @@ class DeepFloydGuidance(GuidanceBackend):
         self.unet = source.load_model(UNet2DConditionModel, "unet", **diffusers_kwargs(self.dtype))
         for module in (self.text_encoder, self.unet):
             module.eval().requires_grad_(False).to(self.device)
+        channels_last(self.unet)
+        self._unet = Compiled(self.unet, "the U-Net") if compile else None  # as Stable Diffusion's
 
         self.channels = int(self.unet.config.in_channels)
         if self.channels != 3:
@@ -158,7 +160,7 @@ class DeepFloydGuidance(GuidanceBackend):
         """eps_hat (B, 3, R, R): the first 3 of the U-Net's 6 output channels (the rest is the variance)."""
         x_t = x_t.to(self.device)
         t = t.to(self.device)
-        out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.device, self.dtype)).sample
+        out = (self._unet or self.unet)(x_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.device, self.dtype)).sample
         out = split_learned_variance(out.float(), self.channels)
         if self.prediction != "eps":
             out = convert(self.schedule, out, self.prediction, "eps", x_t.float(), t)

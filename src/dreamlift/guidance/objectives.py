@@ -6,7 +6,7 @@ with DreamFusion's view-dependent prompts, plus the area prior read from the bac
 (``evaluate.ceiling.GroundTruthObjective``) is another. The loop (``generate.Generator.train_step``) adds the
 representation-independent regularisers, steps the optimizer and calls the representation's hooks.
 
-    loss(out, cams, light, shading, progress, generator) -> (scalar loss, {name: float} for the history)
+    loss(out, cams, light, shading, progress, generator) -> (scalar loss, {name: float or 0-d tensor} for the history)
 
 ``resolution`` is the image side the objective works at (renders are ``render_scale`` times it), ``prepare``
 runs once before the first step (not again on resume: its result is in ``state``, saved in checkpoints).
@@ -65,15 +65,14 @@ class SDSObjective:
                    else [cfg.prompt] * cfg.batch_size)
         sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator)
         loss = sds.loss
-        record = {"sds": float(sds.loss.detach()), "sds_grad_norm": float(sds.grad.norm()),
-                  "t": float(sds.t.float().mean())}
-        if sds.nonfinite:
-            record["sds_nonfinite"] = sds.nonfinite  # NaN/inf values zeroed (SDSConfig.nonfinite): in metrics.json
+        # The record's values are 0-d tensors, read once the step's kernels have run (Generator.settle)
+        record = {"sds": sds.loss.detach(), "sds_grad_norm": sds.grad.norm(), "t": sds.t.float().mean(),
+                  "sds_nonfinite": sds.nonfinite}  # NaN/inf values in the gradient (SDSConfig.nonfinite)
         if self.area_targets is not None:
             from .silhouette import area_loss
 
             target = self.area_targets.for_cameras(cams.azimuth_deg, cams.elevation_deg) * cfg.area_scale
             area = area_loss(out.opacity, target, cfg.area_tolerance)
             loss = loss + cfg.area_weight * area
-            record["area"] = float(area.detach())
+            record["area"] = area.detach()
         return loss, record

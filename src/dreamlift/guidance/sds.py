@@ -29,6 +29,7 @@ from torch import Tensor
 from ..config import DreamliftError, option
 from ..diffusion import cfg_combine, gather, q_sample
 from ..render.camera import view_word
+from ..transfer import to_device
 from .base import GuidanceBackend
 
 __all__ = ["SDSConfig", "SDSOutput", "sds_step", "sds_guided", "sample_timesteps", "sds_weights", "view_prompts", "replaces_nonfinite",
@@ -74,13 +75,16 @@ class SDSOutput:
     grad: Tensor
     """w(t) (eps^ - eps), (B, C, h, w), detached."""
     t: Tensor
-    """(B,) long timesteps."""
+    """(B,) long timesteps, on the CPU (where they were drawn)."""
     x0: Tensor
     """The encoded images (B, C, h, w), detached."""
     eps_hat: Tensor
     """The guided noise prediction (B, C, h, w)."""
-    nonfinite: int = 0
-    """How many elements of the gradient were NaN or inf and replaced by zero (``nonfinite="zero"``)."""
+    nonfinite: Tensor | int = 0
+    """How many elements of the gradient were NaN or inf (a 0-d tensor on the gradient's device, so that reading
+    it is the caller's choice of when to wait for the GPU). With ``replaces_nonfinite`` they were replaced by
+    zero; otherwise the loss is not finite, and ``generate.Generator`` stops the run when it reads the step's
+    record."""
 
 
 def replaces_nonfinite(cfg: SDSConfig, backend: GuidanceBackend) -> bool:
@@ -150,23 +154,24 @@ def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSCon
     B conditional ones first and then the B unconditional ones (a text prior: the prompts, then the negative
     prompt; the novel-view prior: the reference views, then no reference)."""
     x0 = backend.encode_images(images)  # (B, C, h, w), in the graph
-    B = x0.shape[0]
-    t = sample_timesteps(cfg, B, backend.schedule.num_steps, progress, generator, x0.device)
-    eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    B, device = x0.shape[0], x0.device
+    # t and eps come from the run's CPU generator; t stays on the CPU for the schedule's lookups, and what the GPU
+    # needs is queued from pinned memory (``dreamlift.transfer``): no host sync anywhere in the step.
+    t = sample_timesteps(cfg, B, backend.schedule.num_steps, progress, generator)
+    eps = to_device(torch.randn(x0.shape, generator=generator), device, x0.dtype)
     with torch.no_grad():
         x_t = q_sample(backend.schedule, x0.detach(), t, eps)
         cond = conditions()
-        out = backend.predict_eps(torch.cat([x_t, x_t]), torch.cat([t, t]), cond).to(x0.dtype)  # (2B, C, h, w)
+        t2 = to_device(torch.cat([t, t]), device)
+        out = backend.predict_eps(torch.cat([x_t, x_t]), t2, cond).to(x0.dtype)  # (2B, C, h, w)
         eps_cond, eps_uncond = out[:B], out[B:]
         eps_hat = cfg_combine(eps_uncond, eps_cond, cfg.guidance_scale)
-        w = sds_weights(backend, t, cfg.weighting).to(x0.dtype)
+        w = to_device(sds_weights(backend, t, cfg.weighting), device, x0.dtype)
         grad = w[:, None, None, None] * (eps_hat - eps)
-    nonfinite = int((~torch.isfinite(grad)).sum())  # (one host sync, as the check it replaces)
-    if nonfinite:
-        if not replaces_nonfinite(cfg, backend):
-            raise DreamliftError("the SDS gradient is not finite (NaN or inf); the render or the denoiser diverged "
-                                 "(--sds-nonfinite zero replaces such values by zero and counts them)")
-        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        bad = ~torch.isfinite(grad)
+        nonfinite = bad.sum()  # a 0-d tensor: read when the step's record is (Generator.settle), not here
+        if replaces_nonfinite(cfg, backend):
+            grad = grad.masked_fill(bad, 0.0)
     target = (x0 - grad).detach()
     loss = 0.5 * (x0 - target).pow(2).sum()
     return SDSOutput(loss, grad, t, x0.detach(), eps_hat, nonfinite)

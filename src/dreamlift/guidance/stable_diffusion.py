@@ -21,8 +21,8 @@ from torch import Tensor
 
 from ..config import DreamliftError
 from ..diffusion import convert
-from ._hub import (ModelSource, PromptCache, default_dtype, diffusers_kwargs, prediction_from_config,
-                   schedule_from_config, split_learned_variance, transformers_dtype)
+from ._hub import (Compiled, ModelSource, PromptCache, channels_last, default_dtype, diffusers_kwargs,
+                   prediction_from_config, schedule_from_config, split_learned_variance, transformers_dtype)
 from .base import GuidanceBackend
 
 __all__ = ["StableDiffusionGuidance", "DEFAULT_SD_MODEL"]
@@ -41,6 +41,8 @@ class StableDiffusionGuidance(GuidanceBackend):
         device: where the models run.
         dtype: the models' dtype; default float16 on CUDA, float32 elsewhere. ``encode_images``
             and ``predict_eps`` return float32 whatever it is.
+        compile: run the U-Net and the VAE encoder through ``torch.compile`` (``Compiled``: compiled at the
+            first step, eager if that fails). On CUDA both are stored channels-last either way.
 
     Attributes:
         prediction: what the U-Net predicts ("eps", "v" or "x0", from the scheduler config's
@@ -51,7 +53,7 @@ class StableDiffusionGuidance(GuidanceBackend):
     name = "stable-diffusion"
 
     def __init__(self, model: str | os.PathLike = DEFAULT_SD_MODEL, device: torch.device | str = "cpu",
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, compile: bool = False):
         self.device = torch.device(device)
         self.dtype = default_dtype(self.device, dtype)
         source = ModelSource(model, "Stable Diffusion", SD_SUBFOLDERS)
@@ -70,6 +72,9 @@ class StableDiffusionGuidance(GuidanceBackend):
         self.unet = source.load_model(UNet2DConditionModel, "unet", **diffusers_kwargs(self.dtype))
         for module in (self.text_encoder, self.vae, self.unet):
             module.eval().requires_grad_(False).to(self.device)
+        channels_last(self.vae, self.unet)
+        self._unet = Compiled(self.unet, "the U-Net") if compile else None
+        self._encoder = Compiled(self.vae.encoder, "the VAE encoder") if compile else None
 
         latent_channels = int(self.vae.config.latent_channels)
         if int(self.unet.config.in_channels) != latent_channels:
@@ -127,7 +132,12 @@ class StableDiffusionGuidance(GuidanceBackend):
         if images.shape[-2:] != (R, R):
             images = F.interpolate(images, size=(R, R), mode="bilinear", align_corners=False, antialias=False)
         x = (images * 2.0 - 1.0).to(self.device, self.dtype)
-        mean = self.vae.encode(x).latent_dist.mean
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        moments = (self._encoder or self.vae.encoder)(x)  # diffusers' AutoencoderKL.encode, with the encoder compiled where asked
+        if self.vae.quant_conv is not None:
+            moments = self.vae.quant_conv(moments)
+        mean = moments[:, : moments.shape[1] // 2]  # the diagonal Gaussian's mean (its log-variance is the rest)
         return ((mean - self.shift_factor) * self.scaling_factor).float()
 
     @torch.no_grad()
@@ -135,7 +145,7 @@ class StableDiffusionGuidance(GuidanceBackend):
         """eps_hat (B, 4, h, w) for latents x_t (B, 4, h, w), t (B,) long, cond (B, L, D); no autograd."""
         x_t = x_t.to(self.device)
         t = t.to(self.device)
-        out = self.unet(x_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.device, self.dtype)).sample
+        out = (self._unet or self.unet)(x_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.device, self.dtype)).sample
         out = split_learned_variance(out.float(), x_t.shape[1])
         if self.prediction != "eps":
             out = convert(self.schedule, out, self.prediction, "eps", x_t.float(), t)

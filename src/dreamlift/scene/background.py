@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..transfer import to_device
+
 __all__ = ["BACKGROUNDS", "EnvironmentBackground", "background_image", "composite"]
 
 BACKGROUNDS = ("white", "random", "learned")
@@ -57,13 +59,13 @@ def background_image(kind: str, camera, model: EnvironmentBackground | None, gen
         return None
     B, H, W = len(camera), camera.height, camera.width
     if kind == "random":
-        colour = torch.rand(B, 3, generator=generator).to(device)
+        colour = to_device(torch.rand(B, 3, generator=generator), device)
         return colour[:, :, None, None].expand(B, 3, H, W)
     if kind == "learned":
         from ..render.camera import camera_rays
 
         _, dirs = camera_rays(camera)  # (B, H, W, 3), unit
-        return model(dirs.to(device)).permute(0, 3, 1, 2)
+        return model(to_device(dirs, device)).permute(0, 3, 1, 2)
     raise ValueError(f"unknown background {kind!r} (choose from {', '.join(BACKGROUNDS)})")
 
 

@@ -57,6 +57,7 @@ class HashEncoding(nn.Module):
         self.register_buffer("offsets", torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()]), persistent=False)
         self.table = nn.Parameter(torch.empty(sum(sizes), features).uniform_(-1e-4, 1e-4))
         self.register_buffer("active", torch.tensor(levels))
+        self._active = levels  # the buffer's value on the host, so a forward on a GPU never has to read it back
         corners = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])  # (8, 3): x, y, z bits
         self.register_buffer("corners", corners, persistent=False)
 
@@ -66,10 +67,16 @@ class HashEncoding(nn.Module):
 
     def set_active(self, n: int) -> None:
         """Read only the first ``n`` levels (1 <= n <= levels); the others give zeros."""
-        self.active.fill_(max(1, min(self.levels, int(n))))
+        self._active = max(1, min(self.levels, int(n)))
+        self.active.fill_(self._active)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "active" in state_dict:  # loading is the one time the host reads the buffer
+            self._active = int(state_dict[prefix + "active"])
 
     def finest_active_resolution(self) -> int:
-        return self.resolutions[int(self.active) - 1]
+        return self.resolutions[self._active - 1]
 
     def vertex_index(self, level: int, vertex: Tensor) -> Tensor:
         """(..., 3) long vertex coordinates of ``level`` -> (...,) rows of the flat table."""
@@ -85,7 +92,7 @@ class HashEncoding(nn.Module):
         """Features (N, levels * features) of points u (N, 3) in [0, 1]^3 (clamped to it)."""
         u = u.clamp(0.0, 1.0)
         out = []
-        active = int(self.active)
+        active = self._active
         for level, r in enumerate(self.resolutions):
             if level >= active:
                 out.append(u.new_zeros(u.shape[0], self.features))
@@ -96,5 +103,7 @@ class HashEncoding(nn.Module):
             vertex = cell.long()[:, None, :] + self.corners[None]  # (N, 8, 3)
             weight = torch.where(self.corners[None].bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)
             rows = self.vertex_index(level, vertex)  # (N, 8)
-            out.append((self.table[rows] * weight[..., None]).sum(1))  # (N, F)
+            # index_select: its backward adds into the table (index_add_) with no sort and no host sync on a GPU
+            corner = self.table.index_select(0, rows.reshape(-1)).reshape(*rows.shape, self.features)  # (N, 8, F)
+            out.append((corner * weight[..., None]).sum(1))  # (N, F)
         return torch.cat(out, dim=-1)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import DreamliftError, option
+from ..transfer import to_device
 from .base import Representation
 
 __all__ = ["NeRFConfig", "NeRF", "NeRFScene", "OccupancyGrid", "FieldOutput", "MAGIC3D_BLOB"]
@@ -66,6 +67,9 @@ class NeRFConfig:
     encoding: Literal["dense", "hash"] | None = option(
         None, "dense: the levels above as dense grids; hash: Instant-NGP's hash grid (the hash_ settings), for "
               "512-px guidance (default: hash for the sd and if presets, else dense)")
+    compact: Literal["auto", "on", "off"] = option(
+        "auto", "evaluate only samples in occupied cells (on: least work; a GPU waits once a step) or every sample, "
+                "empty ones masked (off); auto: on for a CPU, off for a GPU")
     hash_levels: int = option(16, "hash grid: levels (Instant-NGP, threestudio: 16)", low=1, high=32)
     hash_features: int = option(2, "hash grid: features per level", low=1, high=16)
     hash_table_log2: int = option(19, "hash grid: log2 of the table size per level (threestudio: 19)", low=4, high=24)
@@ -210,18 +214,21 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, density_fn, threshold: float, generator: torch.Generator | None = None,
-               decay: float = 0.95, chunk: int = 65536) -> float:
-        """Re-evaluate every cell; returns the occupied fraction."""
+               decay: float = 0.95, chunk: int = 65536) -> None:
+        """Re-evaluate every cell (with no host sync on a GPU: the jitter is queued from pinned memory)."""
         R = self.resolution
         ar = torch.arange(R, dtype=torch.float32)
         idx = torch.stack(torch.meshgrid(ar, ar, ar, indexing="ij"), dim=-1).reshape(-1, 3)  # (R^3, 3)
         pts = ((idx + torch.rand(idx.shape, generator=generator)) / R * 2 - 1) * self.bound
-        pts = pts.to(self.value.device)
+        pts = to_device(pts, self.value.device)
         dens = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, len(pts), chunk)]).reshape(R, R, R)
         value = torch.where(torch.isinf(self.value), dens, torch.maximum(self.value * decay, dens))
         self.value.copy_(value)
         occ = (value > threshold).float()[None, None]
         self.mask.copy_(F.max_pool3d(occ, 3, stride=1, padding=1)[0, 0] > 0)
+
+    def occupied_fraction(self) -> float:
+        """The fraction of cells flagged occupied (read back from the device)."""
         return float(self.mask.float().mean())
 
 
@@ -249,8 +256,9 @@ class NeRFScene(NeRF, Representation):
                background: Tensor | None = None):
         from ..render.volume import render_nerf
 
+        compact = {"auto": None, "on": True, "off": False}[self.cfg.compact]
         return render_nerf(self, camera, light, shading, background, num_samples or self.num_samples, generator,
-                           want_normals=want_normals, textureless_albedo=textureless_albedo)
+                           want_normals=want_normals, textureless_albedo=textureless_albedo, compact=compact)
 
     def albedo(self, points: Tensor) -> Tensor:
         return self.forward(points).albedo

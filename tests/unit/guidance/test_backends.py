@@ -41,9 +41,12 @@ def test_model_none_means_the_default(monkeypatch, name, module, cls, default):
 
     mod = importlib.import_module(f"dreamlift.guidance.{module}")
     seen = {}
-    monkeypatch.setattr(mod, cls, lambda model, device: seen.update(model=model, device=device) or "made")
+    monkeypatch.setattr(mod, cls, lambda model, device, compile: seen.update(model=model, device=device,
+                                                                             compile=compile) or "made")
     assert load_backend(name, None, "cpu") == "made"
-    assert seen == {"model": default, "device": "cpu"} and DEFAULT_MODELS[name] == default
+    assert seen == {"model": default, "device": "cpu", "compile": False} and DEFAULT_MODELS[name] == default
+    load_backend(name, None, "cpu", compile=True)
+    assert seen["compile"] is True
 
 
 def test_default_sd_model_fails_clearly_when_not_cached(monkeypatch):

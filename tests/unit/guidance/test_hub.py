@@ -101,3 +101,34 @@ def test_first_line():
         "Error(s) in loading X: size mismatch"
     assert _hub.first_line(KeyError()) == "KeyError"
     assert len(_hub.first_line(ValueError("x" * 1000))) == 300
+
+
+def test_a_compile_that_fails_falls_back_to_the_plain_module_with_one_warning(monkeypatch):
+    import warnings
+
+    from dreamlift.guidance._hub import Compiled
+
+    def broken(module, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("no C++ compiler found\nmore lines")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    lin = torch.nn.Linear(3, 2)
+    fast = Compiled(lin, "the test layer")
+    x = torch.randn(4, 3)
+    with pytest.warns(UserWarning, match="torch.compile of the test layer failed .no C.. compiler found.; running"):
+        assert torch.equal(fast(x), lin(x))
+    assert not fast.compiled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        assert torch.equal(fast(x), lin(x))
+
+
+def test_a_compiled_module_gives_the_plain_modules_output():
+    from dreamlift.guidance._hub import Compiled
+
+    lin = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    fast = Compiled(lin)
+    x = torch.randn(4, 3)
+    assert torch.allclose(fast(x), lin(x), atol=1e-6) and fast.compiled and fast.module is lin

@@ -43,17 +43,19 @@ def test_a_nonfinite_gradient_is_zeroed_and_counted_or_stops_the_run():
     keep = torch.ones_like(out.grad, dtype=torch.bool)
     keep[:, 0, 0, 0] = keep[:, 1, 2, 3] = False
     assert torch.equal(out.grad[keep], clean.grad[keep]) and clean.nonfinite == 0
-    with pytest.raises(DreamliftError, match="not finite.*--sds-nonfinite zero"):
-        sds_step(_NaNBackend(), images, ["x", "y"], SDSConfig(nonfinite="stop"))
+    # "stop": the values are kept and counted; the loss is not finite, and the run's Generator stops on it
+    kept = sds_step(_NaNBackend(), images, ["x", "y"], SDSConfig(nonfinite="stop"))
+    assert kept.nonfinite == 4 and not torch.isfinite(kept.loss)
 
 
 def test_auto_zeroes_nonfinite_gradients_only_for_half_precision_denoisers():
     auto = SDSConfig()
     assert replaces_nonfinite(auto, _NaNBackend(torch.float16)) and replaces_nonfinite(auto, _NaNBackend(torch.bfloat16))
     assert not replaces_nonfinite(auto, _NaNBackend(torch.float32)) and not replaces_nonfinite(auto, FakeBackend())
-    assert sds_step(_NaNBackend(torch.float16), torch.rand(1, 3, 8, 8), ["x"], auto).nonfinite == 2
-    with pytest.raises(DreamliftError):
-        sds_step(_NaNBackend(torch.float32), torch.rand(1, 3, 8, 8), ["x"], auto)
+    half = sds_step(_NaNBackend(torch.float16), torch.rand(1, 3, 8, 8), ["x"], auto)
+    assert half.nonfinite == 2 and torch.isfinite(half.loss)
+    full = sds_step(_NaNBackend(torch.float32), torch.rand(1, 3, 8, 8), ["x"], auto)
+    assert full.nonfinite == 2 and not torch.isfinite(full.loss)
 
 
 def test_the_timestep_anneal_is_the_built_in_priors_and_off_for_sd_and_if():
@@ -293,3 +295,36 @@ def test_a_cpu_run_resumes_exactly_whatever_render_generator_its_checkpoint_carr
     assert load_state(tmp_path / "ckpt.safetensors")["render_rng"]["device"] == "cuda"
     assert [b.train_step() for _ in range(3)] == rest
     assert all(torch.equal(p, q) for p, q in zip(a.scene.parameters(), b.scene.parameters()))
+
+
+def test_a_full_precision_run_stops_at_a_nonfinite_gradient_when_its_steps_are_read_and_saves_no_bad_step(tmp_path):
+    """A step leaves its losses on the device (no host sync); the run stops when they are read: at the progress
+    bar's reading or before a checkpoint, which therefore never holds a diverged step."""
+    from dreamlift.guidance.objectives import SDSObjective
+
+    cfg = GenerateConfig(prompt="a red mug", out="unused", steps=5, area_weight=0.0, num_samples=8).resolved()
+    gen = Generator(cfg, SDSObjective(cfg, _NaNBackend(torch.float32)))
+    gen.prepare()
+    for _ in range(3):
+        record = gen.train_step(settle=False)  # no error yet: nothing was read
+        assert isinstance(record["sds"], torch.Tensor)
+    with pytest.raises(DreamliftError, match="SDS gradient is not finite.*at step 1.*--sds-nonfinite zero"):
+        gen.save(tmp_path / "ckpt.safetensors")
+    assert not (tmp_path / "ckpt.safetensors").exists()
+
+
+def test_a_settled_history_is_the_history_of_steps_read_one_by_one():
+    from dreamlift.guidance.objectives import SDSObjective
+
+    def run(settle_each):
+        cfg = GenerateConfig(prompt="a red mug", out="unused", steps=4, area_weight=0.0, num_samples=8).resolved()
+        gen = Generator(cfg, SDSObjective(cfg, FakeBackend()))
+        gen.prepare()
+        for _ in range(4):
+            gen.train_step(settle=settle_each)
+        return gen.history
+
+    one_by_one, at_once = run(True), run(False)
+    assert one_by_one == at_once and [r["step"] for r in at_once] == [1, 2, 3, 4]
+    assert all(isinstance(v, (int, float)) for r in at_once for v in r.values())
+    assert "sds_nonfinite" not in at_once[0]  # recorded only where there were such values

@@ -172,3 +172,34 @@ def test_renders_without_gradients_skip_normals_that_do_not_show(shading):
     assert (full.rgb.detach() - fast.rgb).abs().max() < 2e-3
     assert (full.normal.detach() - fast.normal).abs().max() < 5e-3
     assert torch.equal(full.opacity.detach(), fast.opacity)
+
+
+@pytest.mark.parametrize("shading, plain", [("albedo", "white"), ("lambertian", "white"), ("textureless", "white"),
+                                            ("textureless", "mean")])
+def test_every_sample_masked_renders_what_the_compacted_samples_render(shading, plain):
+    """compact=False (a GPU's default: no host sync for the count of occupied samples) evaluates every sample and
+    masks the empty ones; the images and the field's gradients are those of the compacted render."""
+    torch.manual_seed(0)
+    nerf = NeRF(NeRFConfig(levels=2, base_resolution=8, max_resolution=16))
+    with torch.no_grad():
+        for grid in nerf.grids:
+            grid.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(1)
+    nerf.occupancy.update(nerf.density, threshold=0.5, generator=g)
+    assert 0.0 < nerf.occupancy.occupied_fraction() < 1.0  # some samples really are masked
+    cams = CameraDistribution().sample(2, g, height=12)
+    light = LightDistribution().sample(cams, g)
+    target = torch.rand(2, 3, 12, 12, generator=g)
+    outs, grads = [], []
+    for compact in (True, False):
+        nerf.zero_grad()
+        out = render_nerf(nerf, cams.camera, light, shading, num_samples=24, generator=torch.Generator().manual_seed(2),
+                          textureless_albedo=plain, compact=compact)
+        ((out.rgb - target) ** 2).mean().add(out.orientation).backward()
+        outs.append(out)
+        grads.append([p.grad.clone() for p in nerf.parameters()])
+    for name in ("rgb", "opacity", "depth"):
+        assert torch.allclose(getattr(outs[0], name), getattr(outs[1], name), atol=1e-5), name
+    assert torch.allclose(outs[0].orientation, outs[1].orientation, atol=1e-6)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)

@@ -122,3 +122,19 @@ def test_the_sd_and_if_presets_use_the_hash_grid_and_the_cpu_presets_dense_grids
     sd = GenerateConfig(backend="stable-diffusion", preset="sd", **kw).resolved()
     assert sd.nerf.encoding == "hash" and sd.background == "learned"
     assert GenerateConfig(**kw).resolved().background == "white"
+
+
+def test_a_loaded_level_count_is_the_one_a_forward_reads():
+    """The active level count lives on the host too (so a forward on a GPU never reads the buffer back); loading
+    weights sets both."""
+    torch.manual_seed(2)
+    saved = HashEncoding(levels=4, features=2, log2_table=8, base_resolution=2, max_resolution=16)
+    with torch.no_grad():
+        saved.table.uniform_(-1, 1)
+    saved.set_active(3)
+    fresh = HashEncoding(levels=4, features=2, log2_table=8, base_resolution=2, max_resolution=16)
+    assert fresh.finest_active_resolution() == 16  # all four levels before loading
+    fresh.load_state_dict(saved.state_dict())
+    pts = torch.rand(8, 3)
+    assert fresh.finest_active_resolution() == saved.finest_active_resolution() == saved.resolutions[2]
+    assert torch.equal(fresh(pts), saved(pts)) and fresh(pts)[:, 6:].abs().max() == 0
