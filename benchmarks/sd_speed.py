@@ -45,7 +45,7 @@ def measure(folder: Path, device_name: str, steps: int, warmup: int, repeats: in
     import torch
 
     from dreamlift.config import with_overrides
-    from dreamlift.generate import GenerateConfig, Generator, compiles
+    from dreamlift.generate import GenerateConfig, Generator
     from dreamlift.guidance.backends import load_backend
     from dreamlift.guidance.objectives import SDSObjective
 
@@ -53,10 +53,10 @@ def measure(folder: Path, device_name: str, steps: int, warmup: int, repeats: in
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     cfg = GenerateConfig(prompt="a red mug", out=Path("unused"), steps=1000, device=device_name, progress=False,
-                         backend="stable-diffusion", preset=preset, compile=compile)
+                         backend="stable-diffusion", preset=preset, compile=compile == "on")
     cfg = with_overrides(cfg, [f"nerf.compact={compact}"])
     t0 = time.perf_counter()
-    backend = load_backend("stable-diffusion", str(folder), device, compile=compiles(cfg, device))
+    backend = load_backend("stable-diffusion", str(folder), device, compile=cfg.compile)
     load_s = time.perf_counter() - t0
     cfg = with_overrides(cfg, [] if render is None else [f"render_scale={render / backend.resolution}"]).resolved()
     gen = Generator(cfg, SDSObjective(cfg, backend))
@@ -97,7 +97,7 @@ def measure(folder: Path, device_name: str, steps: int, warmup: int, repeats: in
         calls.append(time.perf_counter() - c0)
     call = statistics.median(calls)
     unet_params = sum(p.numel() for p in backend.unet.parameters())
-    compiled = getattr(backend._unet, "compiled", False)
+    compiled = backend._unet is not None and backend._unet.compiled  # False where compiling failed (eager instead)
     return {"device": device_name, "dtype": str(backend.dtype).replace("torch.", ""), "unet_params": unet_params,
             "resolution": backend.resolution, "render": gen.render_size, "load_s": load_s, "first_step_s": first_s,
             "per_step": per_step, "phases": phases, "call": call, "calls": len(calls), "steps": steps,
@@ -115,8 +115,8 @@ def markdown(results: list[dict]) -> str:
             *(["peak GiB", "first step s"] if gpu else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        compiled = r.get("compile", "off") + ("" if r.get("compiled", r.get("compile", "off") == "off")
-                                                  or r.get("compile") == "off" else " (fell back)")
+        compiled = r.get("compile", "off") + (" (failed: eager)" if r.get("compile") == "on" and not r.get("compiled")
+                                              else "")
         row = [r.get("preset", "fast"), r["device"], r["dtype"], f"{r['unet_params'] / 1e6:.0f}M",
                f"{r['render']}^2 -> {r['resolution']}^2", str(r.get("num_samples", "")), r.get("compact", "auto"),
                compiled, ms(r["per_step"]), f"{1 / r['per_step']:.1f}", *(ms(r["phases"][p]) for p in PHASES),
@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--progress", type=float, default=None,
                     help="where in the run the steps are timed (default: 0.5 for sd, 0 for fast)")
     ap.add_argument("--variants", nargs="+", default=["compact=auto,compile=off"],
-                    help="settings to compare, each KEY=VALUE,... of compact (on|off|auto) and compile (on|off|auto)")
+                    help="settings to compare, each KEY=VALUE,... of compact (on|off|auto) and compile (on|off)")
     ap.add_argument("--tiny", action="store_true", help="a tiny random model instead (checks the script; no figures)")
     ap.add_argument("--json-out", type=Path, help="also write the results and the run's stamp to this file")
     ap.add_argument("--from-json", type=Path, help="write the section of a run saved with --json-out, and stop")

@@ -111,9 +111,8 @@ class GenerateConfig:
     resume: bool = option(False, "continue OUT's run from its checkpoint (more --steps allowed)", group="the run")
     force: bool = option(False, "overwrite OUT's outputs", group="the run")
     device: str = option("auto", "cpu, cuda or auto", group="the run")
-    compile: Literal["auto", "on", "off"] = option(
-        "auto", "torch.compile the stable-diffusion or deepfloyd-if denoiser: auto is on for CUDA (a minute to "
-                "compile, faster steps), off elsewhere", group="expert: speed")
+    compile: bool = option(False, "run the stable-diffusion or deepfloyd-if denoiser through torch.compile (compiled "
+                                  "at the first step)", group="expert: speed")
     lr: float | None = option(None, "Adam learning rate (default: the preset's)", group="score distillation", low=1e-12, high=10)
     lr_final: float = option(1.0, "learning-rate factor at the last step, reached over the second half (1: "
                                   "constant)", group="expert: losses and timesteps", low=1e-12, high=1)
@@ -233,11 +232,6 @@ def _device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise DreamliftError(f"unknown --device {name!r}") from exc
-
-
-def compiles(cfg: GenerateConfig, device: torch.device) -> bool:
-    """Whether the run's denoiser goes through torch.compile (``--compile``; auto: on CUDA; docs/DEFAULTS.md)."""
-    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
 
 
 def ramp(weight: float, progress: float, until: float) -> float:
@@ -618,7 +612,7 @@ def run_generate(cfg: GenerateConfig) -> dict:
 
     def build(device: torch.device) -> tuple[Generator, dict]:
         backend = load_backend(cfg.backend, cfg.model, device, allow_out_of_world=cfg.allow_out_of_world,
-                               rewrite_unknown_words=not cfg.keep_unknown_words, compile=compiles(cfg, device))
+                               rewrite_unknown_words=not cfg.keep_unknown_words, compile=cfg.compile)
         backend.check_prompt(cfg.prompt)
         if (note := backend.conditioning_note(cfg.prompt)) is not None:
             print(f"note: {note}", file=sys.stderr)

@@ -298,3 +298,37 @@ def test_loader_failures_for_a_hub_id_are_wrapped(monkeypatch):
         StableDiffusionGuidance("dreamlift-tests/no-such-model-7f3a")
     msg = _one_line(e)
     assert msg.startswith("cannot load Stable Diffusion model 'dreamlift-tests/no-such-model-7f3a' offline: scheduler/")
+
+
+def test_encode_images_equals_diffusers_own_encode(sd):
+    """encode_images calls the VAE's encoder itself (so it can be compiled): the latents are diffusers' own
+    ``vae.encode(x).latent_dist.mean``, scaled."""
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    want = sd.vae.encode(images * 2 - 1).latent_dist.mean * sd.scaling_factor
+    assert torch.equal(sd.encode_images(images), want)
+
+
+@pytest.mark.slow
+def test_a_compiled_backend_gives_the_eager_backends_latents_gradients_and_noise(sd_folder):
+    """--compile: the U-Net and the VAE encoder through torch.compile (on this CPU: inductor's C++ kernels) give
+    the eager modules' outputs and the same gradient to the render."""
+    from dreamlift.guidance.stable_diffusion import StableDiffusionGuidance
+
+    eager = StableDiffusionGuidance(str(sd_folder))
+    fast = StableDiffusionGuidance(str(sd_folder), compile=True)
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(1, 3, 16, 16, generator=g)
+    grads, latents = [], []
+    for backend in (eager, fast):
+        x = images.clone().requires_grad_(True)
+        z = backend.encode_images(x)
+        (z * torch.linspace(-1, 1, z.numel()).reshape(z.shape)).sum().backward()
+        latents.append(z.detach())
+        grads.append(x.grad)
+    assert fast._encoder.compiled and fast._unet.compiled
+    torch.testing.assert_close(latents[1], latents[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-4)
+    x_t = torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([10, 900])
+    cond = eager.encode_text(["a red mug, front view", ""])
+    torch.testing.assert_close(fast.predict_eps(x_t, t, cond), eager.predict_eps(x_t, t, cond), atol=1e-4, rtol=1e-4)
