@@ -19,7 +19,8 @@ occupancy grid, the hash grid's levels). Each variant (``--variants``: generate'
 hash grid reads most of its levels. Steps are timed as the training loop takes them: their losses are read
 (``Generator.settle``) once at the end.
 
-    python benchmarks/sd_speed.py --from-json FILE          # write the section of a run made elsewhere (--json-out)
+    python benchmarks/sd_speed.py --from-json FILE          # write the section of a run saved with --json-out (a GPU
+                                                            # machine's; or one cut short: its "notes" say how)
 """
 
 from __future__ import annotations
@@ -164,8 +165,10 @@ def main() -> None:
 
         saved = json.loads(args.from_json.read_text())
         r0 = saved["results"][0]
-        write_section(section_name(r0["preset"], r0["device"]), saved["title"], markdown(saved["results"]),
-                      data={"results": saved["results"]}, ran=saved["ran"])
+        notes = saved.get("notes", [])  # what happened to the run beyond its figures (a variant killed, say)
+        write_section(section_name(r0["preset"], r0["device"]), saved["title"],
+                      "\n\n".join([markdown(saved["results"]), *notes]),
+                      data={"results": saved["results"], "notes": notes}, ran=saved["ran"])
         return
     import torch
 
