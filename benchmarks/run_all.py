@@ -15,7 +15,8 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
   (``representations.py``, seeds from ``--seeds``), then the NeRF's ceiling (``eval_suite.py --ceiling``);
   about 50 min a seed, 12 min the NeRF ceiling, with 2 worker processes.
 - ``sd-speed``: one SDS step with a Stable-Diffusion-sized denoiser (``sd_speed.py``) at the fast preset and at
-  ``--preset sd`` (threestudio's settings), 10 min each on this CPU.
+  ``--preset sd`` (threestudio's settings), 10 min each on this CPU, then the sd preset field's memory compacted and
+  masked (``field_memory.py``, 8 min).
 - ``batch``: suite core-v1 through ``dreamlift batch`` on the local pool and on a local Ray cluster
   (``batch.py``), about an hour.
 - ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 15 min) and suite image-v1 with
@@ -83,6 +84,7 @@ def main() -> None:
         elif area == "sd-speed":
             _run(["benchmarks/sd_speed.py", "--steps", "3", "--warmup", "1", "--repeats", "3"])
             _run(["benchmarks/sd_speed.py", "--preset", "sd", "--steps", "3", "--warmup", "1", "--repeats", "3"])
+            _run(["benchmarks/field_memory.py", "--repeats", "2"])
         elif area == "batch":
             _run(["benchmarks/batch.py", "--steps", "200", "--fresh"])
         elif area == "image":

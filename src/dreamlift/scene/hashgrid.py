@@ -88,22 +88,64 @@ class HashEncoding(nn.Module):
             local = (vertex[..., 0] * (r + 1) + vertex[..., 1]) * (r + 1) + vertex[..., 2]
         return local + self.offsets[level]
 
-    def forward(self, u: Tensor) -> Tensor:
-        """Features (N, levels * features) of points u (N, 3) in [0, 1]^3 (clamped to it)."""
+    def corners_of(self, level: int, u: Tensor) -> tuple[Tensor, Tensor]:
+        """The 8 table rows (N, 8) of the cell of ``level`` around each point u (N, 3) in [0, 1]^3, and their
+        trilinear weights (N, 8)."""
+        r = self.resolutions[level]
+        pos = u * r
+        cell = pos.floor().clamp(max=r - 1)  # a point at u = 1 uses the last cell
+        frac = pos - cell  # (N, 3) in [0, 1]
+        vertex = cell.long()[:, None, :] + self.corners[None]  # (N, 8, 3)
+        weight = torch.where(self.corners[None].bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)
+        return self.vertex_index(level, vertex), weight
+
+    def reference(self, u: Tensor) -> Tensor:
+        """The same encoding through plain autograd, which keeps every level's rows and weights for the backward
+        pass: what ``forward`` is tested and measured against."""
         u = u.clamp(0.0, 1.0)
-        out = []
-        active = self._active
-        for level, r in enumerate(self.resolutions):
-            if level >= active:
-                out.append(u.new_zeros(u.shape[0], self.features))
-                continue
-            pos = u * r
-            cell = pos.floor().clamp(max=r - 1)  # a point at u = 1 uses the last cell
-            frac = pos - cell  # (N, 3) in [0, 1]
-            vertex = cell.long()[:, None, :] + self.corners[None]  # (N, 8, 3)
-            weight = torch.where(self.corners[None].bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)
-            rows = self.vertex_index(level, vertex)  # (N, 8)
-            # index_select: its backward adds into the table (index_add_) with no sort and no host sync on a GPU
-            corner = self.table.index_select(0, rows.reshape(-1)).reshape(*rows.shape, self.features)  # (N, 8, F)
-            out.append((corner * weight[..., None]).sum(1))  # (N, F)
+        out = [u.new_zeros(u.shape[0], self.features)] * self.levels
+        for level in range(self._active):
+            rows, weight = self.corners_of(level, u)
+            out[level] = (self.table[rows] * weight[..., None]).sum(1)
         return torch.cat(out, dim=-1)
+
+    def forward(self, u: Tensor) -> Tensor:
+        """Features (N, levels * features) of points u (N, 3) in [0, 1]^3 (clamped to it). The table gets
+        gradients; the points do not (a NeRF's normals are finite differences)."""
+        if u.requires_grad:
+            raise ValueError("the hash encoding gives no gradient to its points")
+        return _Lookup.apply(self.table, u.clamp(0.0, 1.0), self)
+
+
+class _Lookup(torch.autograd.Function):
+    """Every active level's trilinear blend, sum_c w_c table[row_c], concatenated (inactive levels give zeros).
+
+    Autograd would keep each level's (N, 8) rows and weights for the backward pass: about 1.5 KB a point over 16
+    levels, which a 64 x 64 x 512-sample render with its normals (8.4M points) cannot afford. Here the forward
+    keeps only the points, and the backward recomputes the rows and weights from them, level by level, adding
+    into one gradient of the table (index_add_: no sort, no host sync on a GPU), as Instant-NGP's fused kernels
+    recompute rather than store."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, u: Tensor, enc: HashEncoding) -> Tensor:
+        ctx.save_for_backward(u)
+        ctx.enc, ctx.active = enc, enc._active
+        F_ = enc.features
+        out = u.new_zeros(u.shape[0], enc.levels * F_, dtype=table.dtype)
+        for level in range(ctx.active):
+            rows, weight = enc.corners_of(level, u)
+            corner = table.index_select(0, rows.reshape(-1)).reshape(*rows.shape, F_)  # (N, 8, F)
+            out[:, level * F_:(level + 1) * F_] = (corner * weight[..., None]).sum(1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (u,) = ctx.saved_tensors
+        enc = ctx.enc
+        F_ = enc.features
+        grad_table = torch.zeros_like(enc.table)
+        for level in range(ctx.active):
+            rows, weight = enc.corners_of(level, u)
+            g = weight[..., None] * grad_out[:, None, level * F_:(level + 1) * F_]  # (N, 8, F)
+            grad_table.index_add_(0, rows.reshape(-1), g.reshape(-1, F_).to(grad_table.dtype))
+        return grad_table, None, None

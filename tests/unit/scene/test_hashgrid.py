@@ -138,3 +138,32 @@ def test_a_loaded_level_count_is_the_one_a_forward_reads():
     pts = torch.rand(8, 3)
     assert fresh.finest_active_resolution() == saved.finest_active_resolution() == saved.resolutions[2]
     assert torch.equal(fresh(pts), saved(pts)) and fresh(pts)[:, 6:].abs().max() == 0
+
+
+def test_the_recomputing_backward_gives_autograds_table_gradient():
+    torch.manual_seed(3)
+    enc = HashEncoding(levels=5, features=2, log2_table=7, base_resolution=2, max_resolution=40)  # hashed levels too
+    assert any(enc.hashed) and not all(enc.hashed)
+    with torch.no_grad():
+        enc.table.uniform_(-1, 1)
+    enc.set_active(4)
+    u = torch.rand(300, 3)
+    w = torch.randn(300, enc.out_features)
+    (enc(u) * w).sum().backward()
+    ours = enc.table.grad.clone()
+    enc.table.grad = None
+    (enc.reference(u) * w).sum().backward()
+    assert torch.allclose(ours, enc.table.grad, atol=1e-5)
+    assert torch.allclose(enc(u), enc.reference(u), atol=1e-6)
+
+
+def test_gradcheck_in_float64_and_no_gradient_to_the_points():
+    torch.manual_seed(4)
+    enc = HashEncoding(levels=3, features=2, log2_table=6, base_resolution=2, max_resolution=12).double()
+    u = torch.rand(20, 3, dtype=torch.float64)
+    from dreamlift.scene.hashgrid import _Lookup
+
+    table = enc.table.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: _Lookup.apply(t, u, enc), (table,))
+    with pytest.raises(ValueError, match="no gradient to its points"):
+        enc(u.clone().requires_grad_())
