@@ -89,8 +89,8 @@ def main() -> None:
     body = "\n".join([*lines, "", f"One render of 1 camera at 64 x 64 rays x 512 samples, lambertian, mid-run "
                       f"({r0.get('levels', '?')} hash levels read, {r0.get('occupied', 0):.0%} of the occupancy grid "
                       f"occupied), and its backward pass; median of {args.repeats}. Each variant in its own process, "
-                      f"capped at {args.cap_gib:g} GiB of address space; peak RSS includes the Python and torch "
-                      "runtime (about 0.4 GiB)."])
+                      f"capped at {args.cap_gib:g} GiB of address space; peak RSS is the whole process's (Python and "
+                      "torch included)."])
     print(body)
     write_section("field-memory", "The sd preset's NeRF: memory of a training render, compacted or masked", body,
                   data={"rows": rows})
