@@ -297,7 +297,8 @@ def _shelf_pack(size: np.ndarray, width: int) -> tuple[np.ndarray, int]:
 
 
 def _unwrap(vertices: np.ndarray, faces: np.ndarray, chart: np.ndarray, chart_label: np.ndarray, side: int):
-    """Each chart projected onto its axis plane at one texel density, packed into a texture ``side`` wide.
+    """Each chart projected onto its axis plane at one texel density, packed into a texture ``side`` wide (wider
+    when the charts cannot fit it even at a texel each).
 
     Returns (vmap, faces, pix, width, height): one new vertex per (chart, vertex) pair, ``pix`` its
     texel coordinates (x right, y down)."""
@@ -308,14 +309,22 @@ def _unwrap(vertices: np.ndarray, faces: np.ndarray, chart: np.ndarray, chart_la
     starts = np.flatnonzero(np.r_[True, vchart[1:] != vchart[:-1]])
     lo = np.minimum.reduceat(uv, starts, 0)
     extent = np.maximum.reduceat(uv, starts, 0) - lo  # (C, 2) world units
-    density = np.sqrt(0.6 * side * side / max(float((extent[:, 0] * extent[:, 1]).sum()), 1e-12))  # texels / unit
+    smallest = 2 + _CHART_GAP  # texels a side of a chart takes however far it shrinks (one texel, border, gap)
+    # Many small charts (a mesh in hundreds of pieces) may not fit `side` even at that size: widen the texture.
+    side = max(side, 1 << int(np.ceil(np.sqrt(len(extent) / 0.6) * smallest)).bit_length())
+    area = max(float((extent[:, 0] * extent[:, 1]).sum()), 1e-12)
+    density = np.sqrt(0.6 * side * side / area)  # texels / unit
     while True:  # shrink until the shelves fit a square of `side`
         size = np.ceil(extent * density).astype(np.int64) + 1 + _CHART_GAP
         if size[:, 0].max() <= side:
             corner, height = _shelf_pack(size, side)
             if height <= side:
                 break
-        density *= 0.9
+        if size.max() <= smallest:  # shrinking cannot help any more (shelves waste room): a wider texture
+            side *= 2
+            density = np.sqrt(0.6 * side * side / area)
+        else:
+            density *= 0.9
     pix = corner[vchart] + 1 + (uv - lo[vchart]) * density
     return vmap, inverse.reshape(-1, 3), pix, side, int(height)
 
@@ -360,7 +369,8 @@ def bake_vertex_colours(vertices: np.ndarray, faces: np.ndarray, colors: np.ndar
 
     Returns ``(vmap, faces, uv, image)``: the new vertices are ``vertices[vmap]`` (vertices are split along chart
     seams), ``uv`` is (V', 2) with the origin at the image's bottom-left (trimesh's convention; the glb stores
-    1 - v), and ``image`` is (H, W, 3) uint8, ``size`` texels wide and at most as high. Texels no triangle
+    1 - v), and ``image`` is (H, W, 3) uint8, ``size`` texels wide (wider for a mesh in too many pieces to fit)
+    and at most as high. Texels no triangle
     covers take the colour of the nearest covered texel, so bilinear sampling at a chart's edge never reads
     the background.
     """

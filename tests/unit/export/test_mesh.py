@@ -280,6 +280,36 @@ def test_a_chart_that_folds_over_itself_is_split_and_every_triangle_keeps_its_ow
     assert np.abs(_texture_at(image, centre_uv) - centre_colour).max() < 0.06
 
 
+def test_a_mesh_in_thousands_of_pieces_bakes_into_a_wider_texture_instead_of_hanging():
+    """4,000 tiny separate tetrahedra (16,000 charts of one triangle): at the texture size its face count asks for
+    (256) the charts cannot fit even at one texel each, so the packer used to shrink them for ever (a Gaussian
+    tree's mesh hung a suite run in the glb export). Now the texture widens, and every vertex keeps its colour."""
+    import signal
+
+    from dreamlift.export.mesh import _texture_size, bake_vertex_colours
+
+    rng = np.random.default_rng(0)
+    tet = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float) * 0.004
+    centres = rng.uniform(-1, 1, (4000, 3))
+    v = (centres[:, None] + tet[None]).reshape(-1, 3)
+    f = (np.arange(4000)[:, None, None] * 4 + np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])).reshape(-1, 3)
+    c = np.repeat(rng.uniform(0, 1, (4000, 3)), 4, axis=0)  # one colour per piece
+
+    def stuck(*_):
+        raise TimeoutError("bake_vertex_colours did not return")
+
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(120)
+    try:
+        vmap, faces, uv, image = bake_vertex_colours(v, f, c)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert _texture_size(len(f)) == 256 and image.shape[1] > 256
+    assert len(faces) == len(f)
+    assert np.abs(_texture_at(image, uv) - c[vmap]).max() < 0.03
+
+
 def test_a_marching_cubes_mesh_bakes_into_few_charts_with_its_colours():
     """A world object's mesh: the texture is no wider than asked, the vertices are split only along the charts'
     seams, and the colour at every vertex's uv is its own."""
