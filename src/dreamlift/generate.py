@@ -79,6 +79,10 @@ DEFAULT_GUIDANCE = {"builtin": 20.0, "stable-diffusion": 100.0, "deepfloyd-if": 
 # Default weight of the area prior per backend: on for the built-in prior, whose samples are cheap and
 # whose size bias is measured (docs/BENCHMARKS.md, area-calibration); off for the diffusers backends.
 DEFAULT_AREA_WEIGHT = {"builtin": 100.0, "stable-diffusion": 0.0, "deepfloyd-if": 0.0}
+# The surface level (marching cubes, scored occupancy) of each representation when --surface-density is unset:
+# a NeRF's density and the Gaussians' sum of opacity-weighted kernels are different units
+# (docs/decisions/surface-level.md).
+DEFAULT_SURFACE_DENSITY = {"nerf": 1.0, "gaussians": 0.35}
 # The NeRF's density bias (lambda, c) when the area prior holds the size: weak and wide, so tall and wide
 # objects are not squashed into a ball (docs/BENCHMARKS.md, sections sds-blob and sds-area).
 AREA_PRIOR_BLOB = (2.0, 1.0)
@@ -141,7 +145,8 @@ class GenerateConfig:
                                    "stays)", group="expert: the NeRF", low=0, high=1)
     occupancy_every: int = option(16, "steps between updates of the NeRF's occupancy grid", group="expert: the NeRF", low=1)
     occupancy_density: float = option(0.5, "density below which an occupancy cell is empty", group="expert: the NeRF", low=0)
-    surface_density: float = option(1.0, "density of the exported surface (the marching-cubes level)", group="outputs", low=1e-6)
+    surface_density: float | None = option(None, "density of the surface (marching cubes, scores; default: 1, 0.35 for "
+                                                 "Gaussians)", group="outputs", low=1e-6)
     checkpoint_every: int = option(200, "steps between checkpoints", group="outputs", low=1)
     mesh_resolution: int | None = option(None, "marching-cubes cells per side (default: the preset's)", group="outputs", low=16, high=512)
     video_frames: int | None = option(None, "turntable frames (default: the preset's)", group="outputs",
@@ -173,8 +178,9 @@ class GenerateConfig:
         # the timestep anneal where it was calibrated (the built-in prior); threestudio's fixed range elsewhere
         anneal = self.sds.t_anneal == "on" or (self.sds.t_anneal == "auto" and self.backend == "builtin")
         sds = replace(self.sds, guidance_scale=guidance, t_max_final=self.sds.t_max_final if anneal else None)
+        surface = self.surface_density if self.surface_density is not None else DEFAULT_SURFACE_DENSITY[self.representation]
         cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=sds,
-                      area_weight=area, nerf=nerf, **values)
+                      area_weight=area, nerf=nerf, surface_density=surface, **values)
         cfg.validate()
         return cfg
 

@@ -1,5 +1,6 @@
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -101,6 +102,17 @@ def test_the_area_prior_is_on_for_the_builtin_prior_and_picks_the_density_bias()
         GenerateConfig(prompt="a red mug", area_tolerance=1.5).resolved()
     with pytest.raises(DreamliftError, match="--area-weight must be >= 0"):
         GenerateConfig(prompt="a red mug", area_weight=-1.0).resolved()
+
+
+def test_each_representation_has_its_own_surface_level_unless_one_is_set():
+    from dreamlift.generate import DEFAULT_SURFACE_DENSITY, GenerateConfig
+
+    assert GenerateConfig(prompt="a red mug").resolved().surface_density == 1.0
+    gaussians = GenerateConfig(prompt="a red mug", representation="gaussians")
+    assert gaussians.resolved().surface_density == DEFAULT_SURFACE_DENSITY["gaussians"] < 1.0
+    assert replace(gaussians, surface_density=2.0).resolved().surface_density == 2.0
+    with pytest.raises(DreamliftError, match="--surface-density must be >= 1e-06"):
+        replace(gaussians, surface_density=0.0).resolved()
 
 
 def test_options_from_a_config_parse_back_to_it():
