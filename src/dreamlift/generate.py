@@ -156,6 +156,9 @@ class GenerateConfig:
     progress: bool = option(True, "show a progress bar", group="the run")
     preview_every: float = option(0.0, "seconds between progress.json + preview.png updates for the web app (0: "
                                        "off)", group="outputs", low=0, high=3600)
+    objective: Literal["sds", "csd", "ism"] = option(
+        "sds", "the distillation: sds (DreamFusion), csd (classifier score distillation) or ism (interval score "
+               "matching, LucidDreamer)", group="expert: losses and timesteps")
     sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "score distillation"})
     nerf: NeRFConfig = field(default_factory=NeRFConfig, metadata={"group": "expert: the NeRF"})
     gaussians: GaussiansConfig = field(default_factory=GaussiansConfig, metadata={"group": "expert: 3D Gaussians"})
@@ -622,9 +625,9 @@ def run_generate(cfg: GenerateConfig) -> dict:
         backend.check_prompt(cfg.prompt)
         if (note := backend.conditioning_note(cfg.prompt)) is not None:
             print(f"note: {note}", file=sys.stderr)
-        from .guidance.objectives import SDSObjective
+        from .guidance.objectives import make_objective
 
-        return Generator(cfg, SDSObjective(cfg, backend)), {"conditioning_prompt": backend.conditioning_text(cfg.prompt),
+        return Generator(cfg, make_objective(cfg, backend)), {"conditioning_prompt": backend.conditioning_text(cfg.prompt),
                                                             "backend": cfg.backend}
 
     return run_training(cfg, build)

@@ -101,9 +101,9 @@ def bench_one(cfg: BenchConfig, preset: str, device_name: str, threads: int | No
                           steps=cfg.warmup + cfg.steps,
                           device=device_name, progress=False, render_scale=cfg.render_scale,
                           num_samples=cfg.num_samples).resolved()
-    from ..guidance.objectives import SDSObjective
+    from ..guidance.objectives import make_objective
 
-    gen = Generator(gcfg, SDSObjective(gcfg, backend))
+    gen = Generator(gcfg, make_objective(gcfg, backend))
     gen.prepare()  # the area prior's samples: part of setup, as in generate
     setup = time.perf_counter() - t0
     for _ in range(cfg.warmup):

@@ -2,7 +2,9 @@
 
 An objective turns a render into a loss. ``SDSObjective`` is score distillation from a guidance backend
 with DreamFusion's view-dependent prompts, plus the area prior read from the backend's own samples
-(``guidance.silhouette``); the ground-truth ceiling's multi-view photometric fit
+(``guidance.silhouette``); ``CSDObjective`` and ``ISMObjective`` are the same with Classifier Score
+Distillation's or Interval Score Matching's gradient in the place of SDS's (``guidance.sds``; ``--objective``,
+``OBJECTIVES``); the ground-truth ceiling's multi-view photometric fit
 (``evaluate.ceiling.GroundTruthObjective``) is another. The loop (``generate.Generator.train_step``) adds the
 representation-independent regularisers, steps the optimizer and calls the representation's hooks.
 
@@ -18,13 +20,14 @@ import time
 
 from torch import Tensor
 
-__all__ = ["SDSObjective"]
+__all__ = ["SDSObjective", "CSDObjective", "ISMObjective", "OBJECTIVES", "make_objective"]
 
 
 class SDSObjective:
     """Score distillation (``guidance.sds.sds_step``) + the area prior, for a run config ``cfg``."""
 
     name = "sds"
+    method = "sds"  # the gradient rule of guidance.sds.sds_guided
     LOSS_KEYS = ("sds", "sds_grad_norm", "orientation", "entropy", "opacity")  # averaged into metrics.json
 
     def __init__(self, cfg, backend):
@@ -63,7 +66,7 @@ class SDSObjective:
         cfg = self.cfg
         prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
                    else [cfg.prompt] * cfg.batch_size)
-        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator)
+        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator, self.method)
         loss = sds.loss
         # The record's values are 0-d tensors, read once the step's kernels have run (Generator.settle)
         record = {"sds": sds.loss.detach(), "sds_grad_norm": sds.grad.norm(), "t": sds.t.float().mean(),
@@ -76,3 +79,25 @@ class SDSObjective:
             loss = loss + cfg.area_weight * area
             record["area"] = area.detach()
         return loss, record
+
+
+class CSDObjective(SDSObjective):
+    """Classifier Score Distillation (Yu et al. 2023): ``w(t) s (eps_c - eps_u)``, the area prior as SDS's."""
+
+    name = method = "csd"
+
+
+class ISMObjective(SDSObjective):
+    """Interval Score Matching (Liang et al. 2023, LucidDreamer): x_t by DDIM inversion, the target the
+    unconditional eps one interval earlier; the area prior as SDS's."""
+
+    name = method = "ism"
+
+
+#: ``--objective`` -> the objective class for a text prompt.
+OBJECTIVES = {cls.name: cls for cls in (SDSObjective, CSDObjective, ISMObjective)}
+
+
+def make_objective(cfg, backend):
+    """The objective ``cfg.objective`` names, for ``dreamlift generate`` (and bench)."""
+    return OBJECTIVES[cfg.objective](cfg, backend)

@@ -16,10 +16,22 @@ batch (no averaging over the batch: the scale is carried by ``w``). ``w(t) = 1 -
 Timesteps are drawn as t = floor(u T) with u ~ U(t_min, t_max) (DreamFusion: 0.02-0.98).
 With ``t_max_final`` set, the upper bound anneals linearly from t_max to t_max_final over
 the run (the coarse-to-fine annealing of later work such as DreamTime / threestudio).
+
+Two other distillation rules share the sampling, weighting and surrogate (``method`` of ``sds_guided``;
+chosen per run by ``generate``'s ``--objective``):
+
+- ``"csd"``, Classifier Score Distillation (Yu et al. 2023): only the guidance direction,
+  ``g = w(t) s (eps_c - eps_u)``; SDS's ``eps_u - eps`` term (the prior's own denoising residual) is dropped.
+  Same cost as SDS.
+- ``"ism"``, Interval Score Matching (Liang et al. 2023, "LucidDreamer"): x_t is reached from x0 by
+  deterministic DDIM inversion with the unconditional prediction (in K steps to s = t - gap, then one step
+  s -> t), not by fresh noise, and the target is the unconditional eps at (x_s, s) that made that last step:
+  ``g = w(t) (eps^(x_t, t) - eps_u(x_s, s))``. K = ceil(s / stride) extra unconditional calls plus one.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,14 +40,17 @@ from torch import Tensor
 
 from ..config import DreamliftError, option
 from ..diffusion import cfg_combine, gather, q_sample
+from ..diffusion.guidance import map_cond
 from ..render.camera import view_word
 from ..transfer import to_device
 from .base import GuidanceBackend
 
 __all__ = ["SDSConfig", "SDSOutput", "sds_step", "sds_guided", "sample_timesteps", "sds_weights", "view_prompts", "replaces_nonfinite",
-           "run_prompts"]
+           "run_prompts", "METHODS", "ism_intervals"]
 
 Weighting = Literal["sigma2", "uniform"]
+Method = Literal["sds", "csd", "ism"]
+METHODS: tuple[str, ...] = ("sds", "csd", "ism")
 
 
 @dataclass
@@ -53,6 +68,10 @@ class SDSConfig:
     t_anneal: Literal["auto", "on", "off"] = option(
         "auto", "anneal the largest timestep to t_max_final: auto is on for builtin and off for stable-diffusion and "
                 "deepfloyd-if, as threestudio", group="expert: losses and timesteps")
+    ism_gap: float = option(0.05, "interval score matching (--objective ism): s = t - gap (in units of T)",
+                            group="expert: losses and timesteps", low=1e-3, high=0.5)
+    ism_stride: float = option(0.2, "interval score matching: the DDIM inversion's step from 0 to s (in units of T)",
+                               group="expert: losses and timesteps", low=1e-3, high=1)
     nonfinite: Literal["auto", "zero", "stop"] = option(
         "auto", "a NaN or inf in the SDS gradient: zero replaces it and counts it in metrics.json, stop ends the run; "
                 "auto: zero for fp16 denoisers", group="expert: losses and timesteps")
@@ -133,7 +152,7 @@ def run_prompts(prompt: str, cfg: SDSConfig) -> list[str]:
 
 
 def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: SDSConfig, progress: float = 0.0,
-             generator: torch.Generator | None = None) -> SDSOutput:
+             generator: torch.Generator | None = None, method: Method = "sds") -> SDSOutput:
     """The SDS surrogate loss for rendered images.
 
     Args:
@@ -141,18 +160,22 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
         prompts: B prompts (already view-dependent if wanted).
         progress: fraction of the run done, for timestep annealing.
         generator: a CPU generator for t and eps (reproducible runs).
+        method: sds, or csd or ism (the module's docstring).
     """
     if len(prompts) != images.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {images.shape[0]} images")
     return sds_guided(backend, images, lambda: backend.encode_text(list(prompts) + [cfg.negative_prompt] * len(prompts)),
-                      cfg, progress, generator)
+                      cfg, progress, generator, method)
 
 
 def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSConfig, progress: float = 0.0,
-               generator: torch.Generator | None = None) -> SDSOutput:
+               generator: torch.Generator | None = None, method: Method = "sds") -> SDSOutput:
     """``sds_step`` for any conditioning: ``conditions()`` returns the backend's condition for 2B inputs, the
     B conditional ones first and then the B unconditional ones (a text prior: the prompts, then the negative
-    prompt; the novel-view prior: the reference views, then no reference)."""
+    prompt; the novel-view prior: the reference views, then no reference). ``method``: sds, csd or ism (the
+    module's docstring)."""
+    if method not in METHODS:
+        raise DreamliftError(f"unknown distillation method {method!r} (choose one of {', '.join(METHODS)})")
     x0 = backend.encode_images(images)  # (B, C, h, w), in the graph
     B, device = x0.shape[0], x0.device
     # t and eps come from the run's CPU generator; t stays on the CPU for the schedule's lookups, and what the GPU
@@ -160,14 +183,18 @@ def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSCon
     t = sample_timesteps(cfg, B, backend.schedule.num_steps, progress, generator)
     eps = to_device(torch.randn(x0.shape, generator=generator), device, x0.dtype)
     with torch.no_grad():
-        x_t = q_sample(backend.schedule, x0.detach(), t, eps)
         cond = conditions()
+        if method == "ism":
+            x_t, eps = _ism_forward(backend, x0.detach(), t, map_cond(lambda c: c[B:], cond), cfg)
+        else:
+            x_t = q_sample(backend.schedule, x0.detach(), t, eps)
         t2 = to_device(torch.cat([t, t]), device)
         out = backend.predict_eps(torch.cat([x_t, x_t]), t2, cond).to(x0.dtype)  # (2B, C, h, w)
         eps_cond, eps_uncond = out[:B], out[B:]
         eps_hat = cfg_combine(eps_uncond, eps_cond, cfg.guidance_scale)
         w = to_device(sds_weights(backend, t, cfg.weighting), device, x0.dtype)
-        grad = w[:, None, None, None] * (eps_hat - eps)
+        residual = cfg.guidance_scale * (eps_cond - eps_uncond) if method == "csd" else eps_hat - eps
+        grad = w[:, None, None, None] * residual
         bad = ~torch.isfinite(grad)
         nonfinite = bad.sum()  # a 0-d tensor: read when the step's record is (Generator.settle), not here
         if replaces_nonfinite(cfg, backend):
@@ -175,3 +202,30 @@ def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSCon
     target = (x0 - grad).detach()
     loss = 0.5 * (x0 - target).pow(2).sum()
     return SDSOutput(loss, grad, t, x0.detach(), eps_hat, nonfinite)
+
+
+def ism_intervals(t: Tensor, num_train_steps: int, gap: float, stride: float) -> Tensor:
+    """The timesteps of ISM's inversion, (K + 2, B) long on the CPU: 0 = u_0 < u_1 < ... < u_K = s, then t,
+    where s = max(t - gap T, 0) and K = ceil(max s / (stride T)) (at least 1), the same K for every sample
+    (each walks its own 0 -> s in K equal steps)."""
+    s = (t - int(round(gap * num_train_steps))).clamp(min=0)
+    k = max(1, math.ceil(int(s.max()) / max(1.0, stride * num_train_steps)))
+    fractions = torch.arange(k + 1, dtype=torch.float64)[:, None] / k
+    steps = (fractions * s[None].double()).round().long()
+    return torch.cat([steps, t[None]])
+
+
+def _ism_forward(backend: GuidanceBackend, x0: Tensor, t: Tensor, uncond, cfg: SDSConfig) -> tuple[Tensor, Tensor]:
+    """(x_t, eps_u(x_s, s)): deterministic DDIM inversion of x0 with the unconditional prediction."""
+    abar_all = backend.schedule.alphas_cumprod
+    stops = ism_intervals(t, backend.schedule.num_steps, cfg.ism_gap, cfg.ism_stride)
+    x, device = x0, x0.device
+    eps = None
+    for i in range(stops.shape[0] - 1):
+        here, nxt = stops[i], stops[i + 1]
+        eps = backend.predict_eps(x, to_device(here, device), uncond).to(x0.dtype)
+        a = to_device(abar_all[here].float(), device, x0.dtype)[:, None, None, None]
+        a_next = to_device(abar_all[nxt].float(), device, x0.dtype)[:, None, None, None]
+        x0_hat = (x - (1.0 - a).sqrt() * eps) / a.sqrt()
+        x = a_next.sqrt() * x0_hat + (1.0 - a_next).sqrt() * eps
+    return x, eps
