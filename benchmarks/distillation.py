@@ -1,5 +1,5 @@
-"""Distillation methods against the shipped default, in one run: SDS, classifier score distillation (CSD) and
-interval score matching (ISM), on both representations, scored against the world's true shapes; writes the
+"""Distillation methods against the shipped default, in one run: SDS, classifier score distillation (CSD),
+interval score matching (ISM) and SDS with Perp-Neg's view negatives (weight 1), on both representations, scored against the world's true shapes; writes the
 section distillation-<suite> of docs/BENCHMARKS.md.
 
     OMP_NUM_THREADS=1 python benchmarks/distillation.py --suite calib-v1 --seeds 0 --jobs 2
@@ -32,6 +32,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "sds": (),
     "csd": ("objective=csd",),
     "ism": ("objective=ism",),
+    "sds+perp-neg": ("sds.perp_neg=1",),
 }
 
 
@@ -114,7 +115,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        write_section(f"distillation-{args.suite}", f"Suite {args.suite}: distillation methods (SDS, CSD, ISM) in "
+        write_section(f"distillation-{args.suite}", f"Suite {args.suite}: distillation methods ({', '.join(methods)}) in "
                       f"one run (seeds {', '.join(map(str, seeds))})", body,
                       data={"runs": {f"{m}-{r}-s{s}": v for (m, r, s), v in runs.items()}})
 

@@ -61,12 +61,14 @@ class SDSObjective:
             self.area_seconds = float(state.get("area_seconds", 0.0))
 
     def loss(self, out, cams, light, shading: str, progress: float, generator) -> tuple[Tensor, dict[str, float]]:
-        from .sds import sds_step, view_prompts
+        from .sds import perp_neg_prompts, sds_step, view_prompts
 
         cfg = self.cfg
         prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
                    else [cfg.prompt] * cfg.batch_size)
-        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator, self.method)
+        negatives = (perp_neg_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg, cfg.sds.perp_neg)
+                     if cfg.sds.perp_neg > 0 else None)
+        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator, self.method, negatives)
         loss = sds.loss
         # The record's values are 0-d tensors, read once the step's kernels have run (Generator.settle)
         record = {"sds": sds.loss.detach(), "sds_grad_norm": sds.grad.norm(), "t": sds.t.float().mean(),

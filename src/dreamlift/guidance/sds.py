@@ -27,6 +27,16 @@ chosen per run by ``generate``'s ``--objective``):
   deterministic DDIM inversion with the unconditional prediction (in K steps to s = t - gap, then one step
   s -> t), not by fresh noise, and the target is the unconditional eps at (x_s, s) that made that last step:
   ``g = w(t) (eps^(x_t, t) - eps_u(x_s, s))``. K = ceil(s / stride) extra unconditional calls plus one.
+
+And, with any of them, Perp-Neg (Armandpour et al. 2023) against the Janus problem (``perp_neg`` > 0): each
+camera's prompt also has a negative, the prompt with the opposite view word (``OPPOSITE_VIEW``: front <-> back,
+side -> front), and the guidance direction loses that negative's component perpendicular to it:
+
+    d = eps_c - eps_u,   n = eps_neg - eps_u,   d' = d - w (n - (<n, d> / <d, d>) d)
+    eps^ = eps_u + s d'                                                   (per sample, over all its pixels)
+
+so what the negative view adds beyond the positive one is pushed away, never the positive direction itself.
+One more conditional batch in the denoiser call (3B instead of 2B).
 """
 
 from __future__ import annotations
@@ -39,14 +49,15 @@ import torch
 from torch import Tensor
 
 from ..config import DreamliftError, option
-from ..diffusion import cfg_combine, gather, q_sample
+from ..diffusion import gather, q_sample
 from ..diffusion.guidance import map_cond
 from ..render.camera import view_word
 from ..transfer import to_device
 from .base import GuidanceBackend
 
 __all__ = ["SDSConfig", "SDSOutput", "sds_step", "sds_guided", "sample_timesteps", "sds_weights", "view_prompts", "replaces_nonfinite",
-           "run_prompts", "METHODS", "ism_intervals"]
+           "run_prompts", "METHODS", "ism_intervals",
+           "OPPOSITE_VIEW", "perp_neg_prompts", "perp_neg_direction"]
 
 Weighting = Literal["sigma2", "uniform"]
 Method = Literal["sds", "csd", "ism"]
@@ -68,6 +79,8 @@ class SDSConfig:
     t_anneal: Literal["auto", "on", "off"] = option(
         "auto", "anneal the largest timestep to t_max_final: auto is on for builtin and off for stable-diffusion and "
                 "deepfloyd-if, as threestudio", group="expert: losses and timesteps")
+    perp_neg: float = option(0.0, "Perp-Neg weight w: steer away from the opposite view's prompt (0: off)",
+                             group="expert: losses and timesteps", low=0, high=100)
     ism_gap: float = option(0.05, "interval score matching (--objective ism): s = t - gap (in units of T)",
                             group="expert: losses and timesteps", low=1e-3, high=0.5)
     ism_stride: float = option(0.2, "interval score matching: the DDIM inversion's step from 0 to s (in units of T)",
@@ -81,6 +94,9 @@ class SDSConfig:
         if not 0.0 <= self.t_min < t_hi <= 1.0 or (self.t_max_final is not None and not self.t_max_final <= 1.0):
             raise DreamliftError(f"timestep range must satisfy 0 <= t_min < t_max <= 1, got t_min={self.t_min}, "
                                  f"t_max={self.t_max}, t_max_final={self.t_max_final}")
+        if self.perp_neg > 0 and not self.view_prompts:
+            raise DreamliftError("--sds-perp-neg needs view prompts (--sds-view-prompts): its negatives are the "
+                                 "opposite views")
         if not self.guidance_scale >= 0:
             raise DreamliftError(f"--guidance must be >= 0, got {self.guidance_scale}")
 
@@ -142,6 +158,28 @@ def _with_view(prompt: str, word: str) -> str:
     return f"{prompt}, {word} view"
 
 
+#: Perp-Neg's negative view for each view word (overhead has none: weight 0).
+OPPOSITE_VIEW = {"front": "back", "side": "front", "back": "front", "overhead": None}
+
+
+def perp_neg_prompts(prompt: str, azimuth_deg: Tensor, elevation_deg: Tensor, weight: float) -> tuple[list[str], Tensor]:
+    """Perp-Neg's negatives per camera: (the prompt with the opposite view word, its weight (B,))."""
+    texts, weights = [], []
+    for a, e in zip(azimuth_deg, elevation_deg):
+        other = OPPOSITE_VIEW[view_word(float(a), float(e))]
+        texts.append(_with_view(prompt, other or "overhead"))
+        weights.append(0.0 if other is None else weight)
+    return texts, torch.tensor(weights)
+
+
+def perp_neg_direction(delta: Tensor, negative: Tensor, weight: Tensor) -> Tensor:
+    """d - w (n - proj_d n) per sample: (B, ...) guidance direction d, (B, ...) negative direction n, (B,) w."""
+    d, n = delta.flatten(1), negative.flatten(1)
+    coef = (n * d).sum(1, keepdim=True) / (d * d).sum(1, keepdim=True).clamp_min(1e-12)
+    perp = n - coef * d
+    return (d - weight.to(d)[:, None] * perp).view_as(delta)
+
+
 def run_prompts(prompt: str, cfg: SDSConfig) -> list[str]:
     """Every text ``sds_step`` can send the backend in a run of ``prompt``: the prompt with each view word (or
     alone), and the negative (unconditional) prompt."""
@@ -152,7 +190,8 @@ def run_prompts(prompt: str, cfg: SDSConfig) -> list[str]:
 
 
 def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: SDSConfig, progress: float = 0.0,
-             generator: torch.Generator | None = None, method: Method = "sds") -> SDSOutput:
+             generator: torch.Generator | None = None, method: Method = "sds",
+             negatives: tuple[list[str], Tensor] | None = None) -> SDSOutput:
     """The SDS surrogate loss for rendered images.
 
     Args:
@@ -161,19 +200,25 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
         progress: fraction of the run done, for timestep annealing.
         generator: a CPU generator for t and eps (reproducible runs).
         method: sds, or csd or ism (the module's docstring).
+        negatives: Perp-Neg's (B prompts, (B,) weights) (``perp_neg_prompts``), or None.
     """
     if len(prompts) != images.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {images.shape[0]} images")
-    return sds_guided(backend, images, lambda: backend.encode_text(list(prompts) + [cfg.negative_prompt] * len(prompts)),
-                      cfg, progress, generator, method)
+    texts = list(prompts) + [cfg.negative_prompt] * len(prompts)
+    if negatives is not None:
+        texts += list(negatives[0])
+    return sds_guided(backend, images, lambda: backend.encode_text(texts), cfg, progress, generator, method,
+                      None if negatives is None else negatives[1])
 
 
 def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSConfig, progress: float = 0.0,
-               generator: torch.Generator | None = None, method: Method = "sds") -> SDSOutput:
+               generator: torch.Generator | None = None, method: Method = "sds",
+               perp_weights: Tensor | None = None) -> SDSOutput:
     """``sds_step`` for any conditioning: ``conditions()`` returns the backend's condition for 2B inputs, the
     B conditional ones first and then the B unconditional ones (a text prior: the prompts, then the negative
     prompt; the novel-view prior: the reference views, then no reference). ``method``: sds, csd or ism (the
-    module's docstring)."""
+    module's docstring). With ``perp_weights`` (B,), the condition has 3B inputs, the last B Perp-Neg's
+    negatives."""
     if method not in METHODS:
         raise DreamliftError(f"unknown distillation method {method!r} (choose one of {', '.join(METHODS)})")
     x0 = backend.encode_images(images)  # (B, C, h, w), in the graph
@@ -184,16 +229,20 @@ def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSCon
     eps = to_device(torch.randn(x0.shape, generator=generator), device, x0.dtype)
     with torch.no_grad():
         cond = conditions()
+        n = 2 if perp_weights is None else 3  # conditional, unconditional (, Perp-Neg's negatives)
         if method == "ism":
-            x_t, eps = _ism_forward(backend, x0.detach(), t, map_cond(lambda c: c[B:], cond), cfg)
+            x_t, eps = _ism_forward(backend, x0.detach(), t, map_cond(lambda c: c[B:2 * B], cond), cfg)
         else:
             x_t = q_sample(backend.schedule, x0.detach(), t, eps)
-        t2 = to_device(torch.cat([t, t]), device)
-        out = backend.predict_eps(torch.cat([x_t, x_t]), t2, cond).to(x0.dtype)  # (2B, C, h, w)
-        eps_cond, eps_uncond = out[:B], out[B:]
-        eps_hat = cfg_combine(eps_uncond, eps_cond, cfg.guidance_scale)
+        tn = to_device(torch.cat([t] * n), device)
+        out = backend.predict_eps(torch.cat([x_t] * n), tn, cond).to(x0.dtype)  # (nB, C, h, w)
+        eps_cond, eps_uncond = out[:B], out[B:2 * B]
+        delta = eps_cond - eps_uncond
+        if perp_weights is not None:
+            delta = perp_neg_direction(delta, out[2 * B:] - eps_uncond, to_device(perp_weights, device, x0.dtype))
+        eps_hat = eps_uncond + cfg.guidance_scale * delta  # cfg_combine, with Perp-Neg's direction
         w = to_device(sds_weights(backend, t, cfg.weighting), device, x0.dtype)
-        residual = cfg.guidance_scale * (eps_cond - eps_uncond) if method == "csd" else eps_hat - eps
+        residual = cfg.guidance_scale * delta if method == "csd" else eps_hat - eps
         grad = w[:, None, None, None] * residual
         bad = ~torch.isfinite(grad)
         nonfinite = bad.sum()  # a 0-d tensor: read when the step's record is (Generator.settle), not here

@@ -8,7 +8,8 @@ import torch
 
 from dreamlift.diffusion import NoiseSchedule
 from dreamlift.guidance.base import GuidanceBackend
-from dreamlift.guidance.sds import SDSConfig, ism_intervals, sample_timesteps, sds_guided, sds_step
+from dreamlift.guidance.sds import (SDSConfig, ism_intervals, perp_neg_direction, perp_neg_prompts, sample_timesteps,
+                                     sds_guided, sds_step)
 
 
 class FakeBackend(GuidanceBackend):
@@ -170,3 +171,78 @@ def test_generate_config_picks_the_objective_object():
     for name, cls in (("sds", SDSObjective), ("csd", CSDObjective), ("ism", ISMObjective)):
         obj = make_objective(GenerateConfig(prompt="a red mug", objective=name), backend)
         assert type(obj) is cls and obj.method == name
+
+
+class PatternBackend(GuidanceBackend):
+    """eps is a fixed random image per prompt (so the directions of two prompts are not parallel)."""
+
+    name = "pattern"
+
+    def __init__(self):
+        self.resolution, self.schedule, self.device = 8, NoiseSchedule.cosine(1000), torch.device("cpu")
+        self.batches = []
+
+    def encode_text(self, prompts):
+        return list(prompts)
+
+    def encode_images(self, images):
+        return images * 2 - 1
+
+    def predict_eps(self, x_t, t, cond):
+        self.batches.append(len(cond))
+        return torch.stack([self.pattern(p) for p in cond])
+
+    @staticmethod
+    def pattern(text):
+        return torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(sum(map(ord, text)) * 7 + len(text)))
+
+
+def test_perp_neg_direction_removes_only_the_perpendicular_part_of_the_negative():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d, n = rng.normal(size=(2, 12)), rng.normal(size=(2, 12))
+    w = np.array([0.5, 2.0])
+    got = perp_neg_direction(torch.tensor(d).view(2, 3, 4), torch.tensor(n).view(2, 3, 4), torch.tensor(w))
+    for i in range(2):
+        perp = n[i] - (n[i] @ d[i]) / (d[i] @ d[i]) * d[i]
+        assert abs(perp @ d[i]) < 1e-9
+        np.testing.assert_allclose(got[i].flatten().numpy(), d[i] - w[i] * perp, atol=1e-12)
+    # a negative along the positive direction changes nothing; weight 0 changes nothing
+    same = perp_neg_direction(torch.tensor(d), torch.tensor(3 * d), torch.tensor(w))
+    np.testing.assert_allclose(same.numpy(), d, atol=1e-12)
+    np.testing.assert_allclose(perp_neg_direction(torch.tensor(d), torch.tensor(n), torch.zeros(2)).numpy(), d)
+
+
+def test_perp_neg_prompts_take_the_opposite_view():
+    texts, weights = perp_neg_prompts("a red mug", torch.tensor([0.0, 180.0, 90.0, 0.0]),
+                                      torch.tensor([10.0, 10.0, 10.0, 80.0]), 2.0)
+    assert texts[:3] == ["a red mug, back view", "a red mug, front view", "a red mug, front view"]
+    assert weights.tolist() == [2.0, 2.0, 2.0, 0.0]  # overhead: no negative
+
+
+def test_sds_with_perp_neg_uses_the_perpendicular_direction():
+    backend = PatternBackend()
+    images = torch.rand(2, 3, 8, 8)
+    cfg = SDSConfig(guidance_scale=5.0, perp_neg=1.5)
+    prompts = ["a mug, front view", "a mug, side view"]
+    negatives = (["a mug, back view", "a mug, front view"], torch.tensor([1.5, 1.5]))
+    out = sds_step(backend, images, prompts, cfg, generator=torch.Generator().manual_seed(0), negatives=negatives)
+    assert backend.batches == [6]  # one call: B conditional, B unconditional, B negatives
+    u = backend.pattern("")
+    for i in range(2):
+        d = (backend.pattern(prompts[i]) - u).flatten()
+        n = (backend.pattern(negatives[0][i]) - u).flatten()
+        d2 = d - 1.5 * (n - (n @ d) / (d @ d) * d)
+        assert torch.allclose(out.eps_hat[i].flatten(), u.flatten() + 5.0 * d2, atol=1e-5)
+    plain = sds_step(backend, images, prompts, cfg, generator=torch.Generator().manual_seed(0))
+    zero = sds_step(backend, images, prompts, cfg, generator=torch.Generator().manual_seed(0),
+                    negatives=(negatives[0], torch.zeros(2)))
+    assert torch.allclose(plain.grad, zero.grad, atol=1e-6) and not torch.allclose(plain.grad, out.grad)
+
+
+def test_perp_neg_needs_view_prompts():
+    from dreamlift.config import DreamliftError
+
+    with pytest.raises(DreamliftError, match="view prompts"):
+        SDSConfig(perp_neg=1.0, view_prompts=False).validate()
