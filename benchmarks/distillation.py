@@ -1,5 +1,6 @@
 """Distillation methods against the shipped default, in one run: SDS, classifier score distillation (CSD),
-interval score matching (ISM) and SDS with Perp-Neg's view negatives (weight 1), on both representations, scored against the world's true shapes; writes the
+interval score matching (ISM), SDS with Perp-Neg's view negatives (weight 1) and variational score distillation
+(VSD), on both representations, scored against the world's true shapes; writes the
 section distillation-<suite> of docs/BENCHMARKS.md.
 
     OMP_NUM_THREADS=1 python benchmarks/distillation.py --suite calib-v1 --seeds 0 --jobs 2
@@ -33,6 +34,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "csd": ("objective=csd",),
     "ism": ("objective=ism",),
     "sds+perp-neg": ("sds.perp_neg=1",),
+    "vsd": ("objective=vsd",),
 }
 
 

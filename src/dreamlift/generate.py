@@ -156,9 +156,10 @@ class GenerateConfig:
     progress: bool = option(True, "show a progress bar", group="the run")
     preview_every: float = option(0.0, "seconds between progress.json + preview.png updates for the web app (0: "
                                        "off)", group="outputs", low=0, high=3600)
-    objective: Literal["sds", "csd", "ism"] = option(
-        "sds", "the distillation: sds (DreamFusion), csd (classifier score distillation) or ism (interval score "
-               "matching, LucidDreamer)", group="expert: losses and timesteps")
+    objective: Literal["sds", "csd", "ism", "vsd"] = option(
+        "sds", "the distillation: sds (DreamFusion), csd (classifier score distillation), ism (interval score "
+               "matching, LucidDreamer) or vsd (variational score distillation, ProlificDreamer; builtin only)",
+        group="expert: losses and timesteps")
     sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "score distillation"})
     nerf: NeRFConfig = field(default_factory=NeRFConfig, metadata={"group": "expert: the NeRF"})
     gaussians: GaussiansConfig = field(default_factory=GaussiansConfig, metadata={"group": "expert: 3D Gaussians"})

@@ -90,10 +90,11 @@ def test_colour_words_are_read_rewrites_that_change_the_object_need_consent_and_
     assert json.loads((kept / "config.json").read_text())["keep_unknown_words"] is True
 
 
-@pytest.mark.parametrize("area, fade, lr_final", [(0.0, 0.0, 0.1), (100.0, 0.0, 1.0), (100.0, 0.5, 1.0)],
-                         ids=["no-area-prior-decaying-lr", "area-prior", "area-prior-fading-bias"])
-def test_resume_after_a_signal_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade, lr_final):
-    kw = dict(area_weight=area, blob_fade=fade, lr_final=lr_final)
+@pytest.mark.parametrize("area, fade, lr_final, objective", [
+    (0.0, 0.0, 0.1, "sds"), (100.0, 0.0, 1.0, "sds"), (100.0, 0.5, 1.0, "sds"), (0.0, 0.0, 1.0, "vsd")],
+    ids=["no-area-prior-decaying-lr", "area-prior", "area-prior-fading-bias", "vsd-fitted-denoiser"])
+def test_resume_after_a_signal_matches_an_uninterrupted_run(tmp_path, monkeypatch, area, fade, lr_final, objective):
+    kw = dict(area_weight=area, blob_fade=fade, lr_final=lr_final, objective=objective)
     run_generate(_cfg(tmp_path / "whole", **kw))
     whole = load_state(tmp_path / "whole" / "checkpoint.safetensors")
 
@@ -122,6 +123,10 @@ def test_resume_after_a_signal_matches_an_uninterrupted_run(tmp_path, monkeypatc
     assert torch.equal(whole["rng"], split["rng"])
     assert [r["sds"] for r in split["history"]] == [r["sds"] for r in whole["history"]]
     assert split["area_targets"] == whole["area_targets"]
+    if objective == "vsd":  # the fitted denoiser and its optimizer resumed too
+        for k, v in whole["vsd"]["model"].items():
+            assert torch.equal(v, split["vsd"]["model"][k]), k
+        assert [r["vsd_fit"] for r in split["history"]] == [r["vsd_fit"] for r in whole["history"]]
     assert float(whole["field"]["blob_scale"]) == (0.0 if fade else 1.0)  # faded by half the run, when it fades
     # the last of the 6 steps (progress 5/6) ran at lr * lr_final^(2 * 5/6 - 1), resumed or not
     for ckpt in (whole, split):

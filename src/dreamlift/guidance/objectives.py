@@ -20,7 +20,7 @@ import time
 
 from torch import Tensor
 
-__all__ = ["SDSObjective", "CSDObjective", "ISMObjective", "OBJECTIVES", "make_objective"]
+__all__ = ["SDSObjective", "CSDObjective", "ISMObjective", "VSDObjective", "OBJECTIVES", "make_objective"]
 
 
 class SDSObjective:
@@ -49,6 +49,10 @@ class SDSObjective:
 
         self.backend.freeze_prompts(run_prompts(self.cfg.prompt, self.cfg.sds))  # IF: T5 is freed here
 
+    def score_model(self, prompts, generator):
+        """VSD's fitted denoiser for this step (None: the method needs none)."""
+        return None
+
     def state(self) -> dict:
         return {"area_targets": None if self.area_targets is None else self.area_targets.to_dict(),
                 "area_seconds": self.area_seconds}
@@ -68,7 +72,8 @@ class SDSObjective:
                    else [cfg.prompt] * cfg.batch_size)
         negatives = (perp_neg_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg, cfg.sds.perp_neg)
                      if cfg.sds.perp_neg > 0 else None)
-        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator, self.method, negatives)
+        sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator, self.method, negatives,
+                       self.score_model(prompts, generator))
         loss = sds.loss
         # The record's values are 0-d tensors, read once the step's kernels have run (Generator.settle)
         record = {"sds": sds.loss.detach(), "sds_grad_norm": sds.grad.norm(), "t": sds.t.float().mean(),
@@ -96,8 +101,73 @@ class ISMObjective(SDSObjective):
     name = method = "ism"
 
 
+class VSDObjective(SDSObjective):
+    """Variational Score Distillation (Wang et al. 2023, ProlificDreamer), with a full copy of the built-in prior
+    in the place of ProlificDreamer's LoRA (the prior is small): the copy starts as the prior and is fitted each
+    step to the current render (Algorithm 1's loss at a fresh t, the same prompt), and SDS's noise target is
+    replaced by its prediction. The copy and its optimizer are part of the checkpoint, so a resumed run is the
+    same run. No camera input (ProlificDreamer's LoRA has one): the view word in the prompt is the camera."""
+
+    name = method = "vsd"
+    LOSS_KEYS = SDSObjective.LOSS_KEYS + ("vsd_fit",)
+
+    def __init__(self, cfg, backend):
+        super().__init__(cfg, backend)
+        prior = getattr(backend, "prior", None)
+        if prior is None or not hasattr(prior, "model"):
+            from ..config import DreamliftError
+
+            raise DreamliftError(f"--objective vsd fits a copy of the built-in prior; the {backend.name} backend "
+                                 "is not supported")
+        import copy
+
+        import torch
+
+        self.prior = prior
+        self.phi = copy.deepcopy(prior.model).train()
+        for p in self.phi.parameters():
+            p.requires_grad_(True)
+        self.phi_opt = torch.optim.Adam(self.phi.parameters(), lr=cfg.sds.vsd_lr)
+        self._pending = None  # (x0, condition) of this step's render, fitted after the SDS call
+
+    def score_model(self, prompts, generator):
+        from ..diffusion.targets import convert
+
+        def eps_phi(x_t, t, cond):
+            self._pending = cond
+            return convert(self.prior.schedule, self.phi(x_t, t, cond), self.prior.prediction, "eps", x_t, t)
+
+        return eps_phi
+
+    def loss(self, out, cams, light, shading: str, progress: float, generator):
+        import torch
+
+        from ..diffusion.loss import diffusion_loss
+
+        loss, record = super().loss(out, cams, light, shading, progress, generator)
+        # fit the copy to this render (detached: the scene gets no gradient from it), at a fresh t and noise
+        x0 = self.backend.encode_images(out.rgb.detach())
+        with torch.enable_grad():
+            fit = diffusion_loss(self.phi, x0, self.prior.schedule, prediction=self.prior.prediction,
+                                 cond=self._pending, generator=generator)
+            self.phi_opt.zero_grad(set_to_none=True)
+            fit.backward()
+        self.phi_opt.step()
+        record["vsd_fit"] = fit.detach()
+        return loss, record
+
+    def state(self) -> dict:
+        return {**super().state(), "vsd": {"model": self.phi.state_dict(), "optimizer": self.phi_opt.state_dict()}}
+
+    def load(self, state: dict) -> None:
+        super().load(state)
+        if state.get("vsd") is not None:
+            self.phi.load_state_dict(state["vsd"]["model"])
+            self.phi_opt.load_state_dict(state["vsd"]["optimizer"])
+
+
 #: ``--objective`` -> the objective class for a text prompt.
-OBJECTIVES = {cls.name: cls for cls in (SDSObjective, CSDObjective, ISMObjective)}
+OBJECTIVES = {cls.name: cls for cls in (SDSObjective, CSDObjective, ISMObjective, VSDObjective)}
 
 
 def make_objective(cfg, backend):

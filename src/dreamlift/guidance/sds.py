@@ -27,6 +27,9 @@ chosen per run by ``generate``'s ``--objective``):
   deterministic DDIM inversion with the unconditional prediction (in K steps to s = t - gap, then one step
   s -> t), not by fresh noise, and the target is the unconditional eps at (x_s, s) that made that last step:
   ``g = w(t) (eps^(x_t, t) - eps_u(x_s, s))``. K = ceil(s / stride) extra unconditional calls plus one.
+- ``"vsd"``, Variational Score Distillation (Wang et al. 2023, "ProlificDreamer"): the target is not the
+  noise but a second denoiser's eps at the same (x_t, t, prompt), one fitted during the run to the renders
+  themselves (``score_model``; ``guidance.objectives.VSDObjective`` keeps it): ``g = w(t) (eps^ - eps_phi)``.
 
 And, with any of them, Perp-Neg (Armandpour et al. 2023) against the Janus problem (``perp_neg`` > 0): each
 camera's prompt also has a negative, the prompt with the opposite view word (``OPPOSITE_VIEW``: front <-> back,
@@ -60,8 +63,8 @@ __all__ = ["SDSConfig", "SDSOutput", "sds_step", "sds_guided", "sample_timesteps
            "OPPOSITE_VIEW", "perp_neg_prompts", "perp_neg_direction"]
 
 Weighting = Literal["sigma2", "uniform"]
-Method = Literal["sds", "csd", "ism"]
-METHODS: tuple[str, ...] = ("sds", "csd", "ism")
+Method = Literal["sds", "csd", "ism", "vsd"]
+METHODS: tuple[str, ...] = ("sds", "csd", "ism", "vsd")
 
 
 @dataclass
@@ -81,6 +84,8 @@ class SDSConfig:
                 "deepfloyd-if, as threestudio", group="expert: losses and timesteps")
     perp_neg: float = option(0.0, "Perp-Neg weight w: steer away from the opposite view's prompt (0: off)",
                              group="expert: losses and timesteps", low=0, high=100)
+    vsd_lr: float = option(1e-4, "variational score distillation (--objective vsd): Adam learning rate of the "
+                                 "denoiser fitted to the renders", group="expert: losses and timesteps", low=1e-8, high=1)
     ism_gap: float = option(0.05, "interval score matching (--objective ism): s = t - gap (in units of T)",
                             group="expert: losses and timesteps", low=1e-3, high=0.5)
     ism_stride: float = option(0.2, "interval score matching: the DDIM inversion's step from 0 to s (in units of T)",
@@ -191,7 +196,7 @@ def run_prompts(prompt: str, cfg: SDSConfig) -> list[str]:
 
 def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: SDSConfig, progress: float = 0.0,
              generator: torch.Generator | None = None, method: Method = "sds",
-             negatives: tuple[list[str], Tensor] | None = None) -> SDSOutput:
+             negatives: tuple[list[str], Tensor] | None = None, score_model=None) -> SDSOutput:
     """The SDS surrogate loss for rendered images.
 
     Args:
@@ -201,6 +206,7 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
         generator: a CPU generator for t and eps (reproducible runs).
         method: sds, or csd or ism (the module's docstring).
         negatives: Perp-Neg's (B prompts, (B,) weights) (``perp_neg_prompts``), or None.
+        score_model: VSD's fitted denoiser (``sds_guided``).
     """
     if len(prompts) != images.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {images.shape[0]} images")
@@ -208,19 +214,22 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
     if negatives is not None:
         texts += list(negatives[0])
     return sds_guided(backend, images, lambda: backend.encode_text(texts), cfg, progress, generator, method,
-                      None if negatives is None else negatives[1])
+                      None if negatives is None else negatives[1], score_model)
 
 
 def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSConfig, progress: float = 0.0,
                generator: torch.Generator | None = None, method: Method = "sds",
-               perp_weights: Tensor | None = None) -> SDSOutput:
+               perp_weights: Tensor | None = None, score_model=None) -> SDSOutput:
     """``sds_step`` for any conditioning: ``conditions()`` returns the backend's condition for 2B inputs, the
     B conditional ones first and then the B unconditional ones (a text prior: the prompts, then the negative
     prompt; the novel-view prior: the reference views, then no reference). ``method``: sds, csd or ism (the
     module's docstring). With ``perp_weights`` (B,), the condition has 3B inputs, the last B Perp-Neg's
-    negatives."""
+    negatives. ``score_model(x_t, t, conditional half of the condition) -> eps``: VSD's fitted denoiser (vsd
+    only)."""
     if method not in METHODS:
         raise DreamliftError(f"unknown distillation method {method!r} (choose one of {', '.join(METHODS)})")
+    if (method == "vsd") != (score_model is not None):
+        raise DreamliftError("variational score distillation needs its fitted denoiser (score_model), and only it")
     x0 = backend.encode_images(images)  # (B, C, h, w), in the graph
     B, device = x0.shape[0], x0.device
     # t and eps come from the run's CPU generator; t stays on the CPU for the schedule's lookups, and what the GPU
@@ -242,6 +251,8 @@ def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSCon
             delta = perp_neg_direction(delta, out[2 * B:] - eps_uncond, to_device(perp_weights, device, x0.dtype))
         eps_hat = eps_uncond + cfg.guidance_scale * delta  # cfg_combine, with Perp-Neg's direction
         w = to_device(sds_weights(backend, t, cfg.weighting), device, x0.dtype)
+        if method == "vsd":
+            eps = score_model(x_t, to_device(t, device), map_cond(lambda c: c[:B], cond)).to(x0.dtype)
         residual = cfg.guidance_scale * delta if method == "csd" else eps_hat - eps
         grad = w[:, None, None, None] * residual
         bad = ~torch.isfinite(grad)

@@ -8,6 +8,7 @@ import torch
 
 from dreamlift.diffusion import NoiseSchedule
 from dreamlift.guidance.base import GuidanceBackend
+from dreamlift.prior.model import SHIPPED_WEIGHTS
 from dreamlift.guidance.sds import (SDSConfig, ism_intervals, perp_neg_direction, perp_neg_prompts, sample_timesteps,
                                      sds_guided, sds_step)
 
@@ -246,3 +247,67 @@ def test_perp_neg_needs_view_prompts():
 
     with pytest.raises(DreamliftError, match="view prompts"):
         SDSConfig(perp_neg=1.0, view_prompts=False).validate()
+
+
+def test_vsd_gradient_takes_the_fitted_denoisers_eps_as_target():
+    from dreamlift.diffusion import q_sample
+
+    backend = FakeBackend()
+    images = torch.rand(1, 3, 8, 8)
+    cfg = SDSConfig(guidance_scale=4.0)
+    seen = {}
+
+    def phi(x_t, t, cond):
+        seen.update(x_t=x_t, t=t, cond=cond)
+        return 0.5 * x_t
+
+    out = sds_step(backend, images, ["a mug"], cfg, generator=torch.Generator().manual_seed(3), method="vsd",
+                   score_model=phi)
+    g = torch.Generator().manual_seed(3)
+    t = sample_timesteps(cfg, 1, 1000, 0.0, g)
+    eps = torch.randn(1, 3, 8, 8, generator=g)
+    x_t = q_sample(backend.schedule, images * 2 - 1, t, eps)
+    assert torch.allclose(seen["x_t"], x_t) and torch.equal(seen["t"], t)
+    assert torch.equal(seen["cond"], backend.encode_text(["a mug"]))  # the conditional half only
+    w = 1 - backend.schedule.alphas_cumprod[t].float()
+    c = float(backend.encode_text(["a mug"])[0])
+    assert torch.allclose(out.grad, w * (4.0 * c - 0.5 * x_t), atol=1e-6)
+    with pytest.raises(Exception, match="fitted denoiser"):
+        sds_step(backend, images, ["a mug"], cfg, method="vsd")
+
+
+@pytest.mark.skipif(not (SHIPPED_WEIGHTS / "prior.safetensors").exists(), reason="no shipped prior")
+def test_vsd_objective_starts_as_the_prior_and_fits_a_copy_to_the_renders():
+    from types import SimpleNamespace
+
+    from dreamlift.config import DreamliftError
+    from dreamlift.generate import GenerateConfig
+    from dreamlift.guidance.builtin import BuiltinGuidance
+    from dreamlift.guidance.objectives import VSDObjective
+
+    backend = BuiltinGuidance()
+    cfg = GenerateConfig(prompt="a red mug", objective="vsd", area_weight=0).resolved()
+    obj = VSDObjective(cfg, backend)
+    before = {k: v.clone() for k, v in backend.prior.model.state_dict().items()}
+    rgb = torch.rand(1, 3, 64, 64)
+    cams = SimpleNamespace(azimuth_deg=torch.tensor([10.0]), elevation_deg=torch.tensor([15.0]))
+    out = SimpleNamespace(rgb=rgb, opacity=torch.ones(1, 64, 64))
+    loss, record = obj.loss(out, cams, None, "albedo", 0.0, torch.Generator().manual_seed(0))
+    # at the first step the copy is the prior: the target is the prior's conditional eps, so the gradient is
+    # w(t) (s - 1) (eps_c - eps_u), classifier-free guidance's direction (CSD's, scaled by (s - 1) / s)
+    csd = VSDObjective.__mro__[1]  # SDSObjective, run as CSD for the same draws
+    plain = csd(cfg, backend)
+    plain.method = "csd"
+    _, rec2 = plain.loss(out, cams, None, "albedo", 0.0, torch.Generator().manual_seed(0))
+    s = cfg.sds.guidance_scale
+    assert float(record["sds"]) == pytest.approx(float(rec2["sds"]) * ((s - 1) / s) ** 2, rel=1e-4)
+    assert record["vsd_fit"] > 0
+    # the copy moved; the shipped prior did not
+    assert any(not torch.equal(before[k], v) for k, v in obj.phi.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in backend.prior.model.state_dict().items())
+    state = obj.state()["vsd"]
+    other = VSDObjective(cfg, backend)
+    other.load({"vsd": state})
+    assert all(torch.equal(v, other.phi.state_dict()[k]) for k, v in obj.phi.state_dict().items())
+    with pytest.raises(DreamliftError, match="built-in prior"):
+        VSDObjective(cfg, FakeBackend())
