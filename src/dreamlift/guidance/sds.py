@@ -204,7 +204,7 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
         prompts: B prompts (already view-dependent if wanted).
         progress: fraction of the run done, for timestep annealing.
         generator: a CPU generator for t and eps (reproducible runs).
-        method: sds, or csd or ism (the module's docstring).
+        method: sds, csd, ism or vsd (the module's docstring).
         negatives: Perp-Neg's (B prompts, (B,) weights) (``perp_neg_prompts``), or None.
         score_model: VSD's fitted denoiser (``sds_guided``).
     """
@@ -222,7 +222,7 @@ def sds_guided(backend: GuidanceBackend, images: Tensor, conditions, cfg: SDSCon
                perp_weights: Tensor | None = None, score_model=None) -> SDSOutput:
     """``sds_step`` for any conditioning: ``conditions()`` returns the backend's condition for 2B inputs, the
     B conditional ones first and then the B unconditional ones (a text prior: the prompts, then the negative
-    prompt; the novel-view prior: the reference views, then no reference). ``method``: sds, csd or ism (the
+    prompt; the novel-view prior: the reference views, then no reference). ``method``: sds, csd, ism or vsd (the
     module's docstring). With ``perp_weights`` (B,), the condition has 3B inputs, the last B Perp-Neg's
     negatives. ``score_model(x_t, t, conditional half of the condition) -> eps``: VSD's fitted denoiser (vsd
     only)."""

@@ -161,7 +161,7 @@ def test_an_unknown_method_is_refused():
     from dreamlift.config import DreamliftError
 
     with pytest.raises(DreamliftError, match="unknown distillation method"):
-        sds_guided(FakeBackend(), torch.rand(1, 3, 8, 8), lambda: torch.zeros(2), SDSConfig(), method="vsd")
+        sds_guided(FakeBackend(), torch.rand(1, 3, 8, 8), lambda: torch.zeros(2), SDSConfig(), method="dds")
 
 
 def test_generate_config_picks_the_objective_object():
