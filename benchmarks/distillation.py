@@ -35,6 +35,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "ism": ("objective=ism",),
     "sds+perp-neg": ("sds.perp_neg=1",),
     "vsd": ("objective=vsd",),
+    "sds+camera-prior": ("model=camera",),
 }
 
 
@@ -101,12 +102,12 @@ def main() -> None:
                     f"{_med(p['volume_ratio'] for p in rows):.2f} | {_med(p.get('chamfer') for p in rows):.3f} | "
                     f"{janus} | {statistics.median(secs):.0f} | "
                     f"{sum(secs) / base:.2f}x |")
-    cats = sorted({p["category"] for p in _suite_rows(args.suite)})
+    by_prompt = {p.prompt: p.category for p in get_suite(args.suite)}
+    cats = sorted(set(by_prompt.values()))
     cols = [(m, r, s) for r in reps for s in seeds for m in methods]
     lines += ["", "IoU per category (the mean over the suite's prompts of that category):", "",
               "| category | " + " | ".join(f"{r[0].upper()} {m} s{s}" for m, r, s in cols) + " |",
               "|---|" + "---|" * len(cols)]
-    by_prompt = {p.prompt: p.category for p in get_suite(args.suite)}
     for c in cats:
         cells = []
         for col in cols:
@@ -120,10 +121,6 @@ def main() -> None:
         write_section(f"distillation-{args.suite}", f"Suite {args.suite}: distillation methods ({', '.join(methods)}) in "
                       f"one run (seeds {', '.join(map(str, seeds))})", body,
                       data={"runs": {f"{m}-{r}-s{s}": v for (m, r, s), v in runs.items()}})
-
-
-def _suite_rows(suite: str) -> list[dict]:
-    return [{"prompt": p.prompt, "category": p.category} for p in get_suite(suite)]
 
 
 if __name__ == "__main__":

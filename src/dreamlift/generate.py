@@ -108,7 +108,7 @@ class GenerateConfig:
     backend: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = option("builtin", "builtin (offline, a CPU), stable-"
                                                                                         "diffusion or deepfloyd-if (a GPU, "
                                                                                         "downloaded weights)", group="the run")
-    model: str | None = option(None, "weights for the backend: a folder or model id (default: the shipped prior)", group="the run")
+    model: str | None = option(None, "weights: a folder or model id (builtin: 'camera', the camera-aware prior)", group="the run")
     allow_out_of_world: bool = option(False, "let the built-in prior try a prompt outside its world", group="the prompt")
     keep_unknown_words: bool = option(False, "use the prompt exactly as typed, words the prior never learnt too", group="the prompt")
     accept_rewrite: bool = option(False, "make the nearest prompt the prior can when it cannot make this one", group="the prompt")
@@ -591,7 +591,8 @@ def _review_prompt(cfg: GenerateConfig) -> None:
     from .prior.text_encoder import TextEncoder
     from .prior.vocabulary import review_prompt, terminal_ask
 
-    shipped = cfg.model is None  # another exported prior may have other captions: its words are not rewritten
+    # another exported prior may have other captions: its words are not rewritten (the shipped ones' are)
+    shipped = cfg.model in (None, "camera")
     accepted = cfg.accept_rewrite or (cfg.resume and _saved_setting(cfg, "accept_rewrite") is True)
     review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
                   keep_unknown_words=cfg.keep_unknown_words or not shipped, accept_rewrite=accepted,

@@ -15,7 +15,7 @@ import torch
 from ..config import DreamliftError
 from .base import GuidanceBackend
 
-__all__ = ["BACKENDS", "load_backend", "DEFAULT_MODELS"]
+__all__ = ["BACKENDS", "load_backend", "DEFAULT_MODELS", "builtin_model_path"]
 
 Constructor = Callable[[str | None, torch.device | str, bool, bool, bool], GuidanceBackend]
 
@@ -24,7 +24,17 @@ def _builtin(model: str | None, device: torch.device | str, allow_out_of_world: 
              rewrite_unknown_words: bool, compile: bool) -> GuidanceBackend:  # (a 32-px U-Net: nothing to compile)
     from .builtin import BuiltinGuidance
 
-    return BuiltinGuidance(model, device, allow_out_of_world, rewrite_unknown_words)
+    return BuiltinGuidance(builtin_model_path(model), device, allow_out_of_world, rewrite_unknown_words)
+
+
+def builtin_model_path(model: str | None):
+    """The built-in backend's ``model``: None (the shipped prior), ``camera`` (the shipped camera-aware prior,
+    ``dreamlift/prior/weights/camera``; a folder of that name is ``./camera``) or an exported prior folder."""
+    if model == "camera":
+        from ..prior.model import SHIPPED_WEIGHTS
+
+        return SHIPPED_WEIGHTS / "camera"
+    return model
 
 
 def _stable_diffusion(model: str | None, device: torch.device | str, allow_out_of_world: bool,
@@ -51,7 +61,7 @@ backend's default; allow_out_of_world and rewrite_unknown_words only matter to t
 (``torch.compile`` of the denoiser) only to the diffusers backends."""
 
 DEFAULT_MODELS: dict[str, str] = {
-    "builtin": "the shipped prior (dreamlift/prior/weights)",
+    "builtin": "the shipped prior (dreamlift/prior/weights); camera: the shipped camera-aware one",
     "stable-diffusion": "stabilityai/stable-diffusion-2-1-base",
     "deepfloyd-if": "DeepFloyd/IF-I-XL-v1.0",
 }

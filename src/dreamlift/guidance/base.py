@@ -61,6 +61,12 @@ class GuidanceBackend(ABC):
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
         """eps_hat(x_t, t, cond), (B, C, h, w), computed without autograd; t is (B,) long."""
 
+    def at_cameras(self, cond: Any, cams) -> Any:
+        """``cond`` (n B rows: n blocks of B, e.g. conditional then unconditional) told the B cameras ``cams``
+        (a ``render.camera.CameraSample``) that its images are seen from, for a camera-aware denoiser (a built-in
+        prior trained with ``--unet-camera``). Default: ``cond`` unchanged (the denoiser knows no camera)."""
+        return cond
+
     def freeze_prompts(self, prompts: list[str]) -> None:
         """Encode ``prompts`` (every text a run will send) once and free the text encoder where it is worth it
         (DeepFloyd IF's T5-XXL: about 9.5 GB in fp16); encode_text then serves only those prompts. Default:

@@ -73,6 +73,22 @@ class BuiltinGuidance(GuidanceBackend):
     def encode_images(self, images: Tensor) -> Tensor:
         return pixel_x0(images, self.resolution)
 
+    @property
+    def camera_aware(self) -> bool:
+        """Whether the prior takes each view's camera (``UNetConfig.camera``)."""
+        return self.prior.unet_config.camera
+
+    def at_cameras(self, cond: TextEmbedding, cams):
+        if not self.camera_aware:
+            return cond
+        from ..prior.unet import camera_features, with_camera
+
+        camera = camera_features(cams.azimuth_deg, cams.elevation_deg, cams.distance)  # (B, 4)
+        rows = cond.pooled.shape[0]
+        if rows % camera.shape[0]:
+            raise ValueError(f"{rows} condition rows for {camera.shape[0]} cameras")
+        return with_camera(cond, camera.repeat(rows // camera.shape[0], 1).to(self.device))
+
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: TextEmbedding) -> Tensor:
         return self.prior.predict_eps(x_t, t, cond)
 

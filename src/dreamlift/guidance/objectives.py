@@ -64,16 +64,23 @@ class SDSObjective:
             self.area_targets = SilhouetteTargets.from_dict(state["area_targets"])
             self.area_seconds = float(state.get("area_seconds", 0.0))
 
-    def loss(self, out, cams, light, shading: str, progress: float, generator) -> tuple[Tensor, dict[str, float]]:
-        from .sds import perp_neg_prompts, sds_step, view_prompts
+    def prompts(self, cams) -> list[str]:
+        """The prompt for each camera: with its view word (DreamFusion) unless view prompts are off."""
+        from .sds import view_prompts
 
         cfg = self.cfg
-        prompts = (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
-                   else [cfg.prompt] * cfg.batch_size)
+        return (view_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg) if cfg.sds.view_prompts
+                else [cfg.prompt] * cfg.batch_size)
+
+    def loss(self, out, cams, light, shading: str, progress: float, generator) -> tuple[Tensor, dict[str, float]]:
+        from .sds import perp_neg_prompts, sds_step
+
+        cfg = self.cfg
+        prompts = self.prompts(cams)
         negatives = (perp_neg_prompts(cfg.prompt, cams.azimuth_deg, cams.elevation_deg, cfg.sds.perp_neg)
                      if cfg.sds.perp_neg > 0 else None)
         sds = sds_step(self.backend, out.rgb, prompts, cfg.sds, progress, generator, self.method, negatives,
-                       self.score_model(prompts, generator))
+                       self.score_model(prompts, generator), cameras=cams)
         loss = sds.loss
         # The record's values are 0-d tensors, read once the step's kernels have run (Generator.settle)
         record = {"sds": sds.loss.detach(), "sds_grad_norm": sds.grad.norm(), "t": sds.t.float().mean(),
@@ -106,7 +113,8 @@ class VSDObjective(SDSObjective):
     in the place of ProlificDreamer's LoRA (the prior is small): the copy starts as the prior and is fitted each
     step to the current render (Algorithm 1's loss at a fresh t, the same prompt), and SDS's noise target is
     replaced by its prediction. The copy and its optimizer are part of the checkpoint, so a resumed run is the
-    same run. No camera input (ProlificDreamer's LoRA has one): the view word in the prompt is the camera."""
+    same run. The copy sees the camera when the prior is camera-aware (ProlificDreamer's LoRA has a camera input);
+    otherwise the view word in the prompt is the camera."""
 
     name = method = "vsd"
     LOSS_KEYS = SDSObjective.LOSS_KEYS + ("vsd_fit",)
@@ -128,13 +136,11 @@ class VSDObjective(SDSObjective):
         for p in self.phi.parameters():
             p.requires_grad_(True)
         self.phi_opt = torch.optim.Adam(self.phi.parameters(), lr=cfg.sds.vsd_lr)
-        self._pending = None  # (x0, condition) of this step's render, fitted after the SDS call
 
     def score_model(self, prompts, generator):
         from ..diffusion.targets import convert
 
         def eps_phi(x_t, t, cond):
-            self._pending = cond
             return convert(self.prior.schedule, self.phi(x_t, t, cond), self.prior.prediction, "eps", x_t, t)
 
         return eps_phi
@@ -147,9 +153,11 @@ class VSDObjective(SDSObjective):
         loss, record = super().loss(out, cams, light, shading, progress, generator)
         # fit the copy to this render (detached: the scene gets no gradient from it), at a fresh t and noise
         x0 = self.backend.encode_images(out.rgb.detach())
+        # the conditional half of what SDS sent (the prompts and, to a camera-aware prior, the cameras)
+        cond = self.backend.at_cameras(self.backend.encode_text(self.prompts(cams)), cams)
         with torch.enable_grad():
             fit = diffusion_loss(self.phi, x0, self.prior.schedule, prediction=self.prior.prediction,
-                                 cond=self._pending, generator=generator)
+                                 cond=cond, generator=generator)
             self.phi_opt.zero_grad(set_to_none=True)
             fit.backward()
         self.phi_opt.step()

@@ -196,7 +196,7 @@ def run_prompts(prompt: str, cfg: SDSConfig) -> list[str]:
 
 def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: SDSConfig, progress: float = 0.0,
              generator: torch.Generator | None = None, method: Method = "sds",
-             negatives: tuple[list[str], Tensor] | None = None, score_model=None) -> SDSOutput:
+             negatives: tuple[list[str], Tensor] | None = None, score_model=None, cameras=None) -> SDSOutput:
     """The SDS surrogate loss for rendered images.
 
     Args:
@@ -207,13 +207,19 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
         method: sds, csd, ism or vsd (the module's docstring).
         negatives: Perp-Neg's (B prompts, (B,) weights) (``perp_neg_prompts``), or None.
         score_model: VSD's fitted denoiser (``sds_guided``).
+        cameras: the B cameras of the images (a ``render.camera.CameraSample``), for a camera-aware backend
+            (``GuidanceBackend.at_cameras``); None: the backend is told none.
     """
     if len(prompts) != images.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {images.shape[0]} images")
     texts = list(prompts) + [cfg.negative_prompt] * len(prompts)
     if negatives is not None:
         texts += list(negatives[0])
-    return sds_guided(backend, images, lambda: backend.encode_text(texts), cfg, progress, generator, method,
+    def conditions():
+        cond = backend.encode_text(texts)
+        return cond if cameras is None else backend.at_cameras(cond, cameras)
+
+    return sds_guided(backend, images, conditions, cfg, progress, generator, method,
                       None if negatives is None else negatives[1], score_model)
 
 
@@ -280,7 +286,6 @@ def _ism_forward(backend: GuidanceBackend, x0: Tensor, t: Tensor, uncond, cfg: S
     abar_all = backend.schedule.alphas_cumprod
     stops = ism_intervals(t, backend.schedule.num_steps, cfg.ism_gap, cfg.ism_stride)
     x, device = x0, x0.device
-    eps = None
     for i in range(stops.shape[0] - 1):
         here, nxt = stops[i], stops[i + 1]
         eps = backend.predict_eps(x, to_device(here, device), uncond).to(x0.dtype)

@@ -33,7 +33,7 @@ class PriorData:
     images: Tensor  # (N, R, R, 3) uint8
     caption: Callable[[int, torch.Generator], str]  # index, generator -> caption
     source: str  # "world" or "folder"
-    labels: dict[str, Tensor] | None = None  # world only: category, colour (N,) indices; azimuth, elevation
+    labels: dict[str, Tensor] | None = None  # world only: category, colour (N,) indices; azimuth, elevation, distance
     names: dict[str, list[str]] | None = None  # world only: "categories", "colours" — what the indices name
 
     def __len__(self) -> int:
@@ -77,7 +77,8 @@ def _load_world(path: Path, resolution: int, view_prob: float) -> PriorData:
         return random_caption(cats[cat[i]], cols[col[i]], az[i], el[i], generator=g, view_prob=view_prob)
 
     labels = {"category": torch.from_numpy(cat), "colour": torch.from_numpy(col),
-              "azimuth": torch.from_numpy(az), "elevation": torch.from_numpy(el)}
+              "azimuth": torch.from_numpy(az), "elevation": torch.from_numpy(el),
+              "distance": torch.from_numpy(ds.distance.astype(np.float64))}
     return PriorData(resize_uint8(ds.images, resolution), caption, "world", labels,
                      {"categories": cats, "colours": cols})
 

@@ -69,6 +69,7 @@ PRIOR_KEYS: dict[str, Any] = {
         "head_dim": (True, _positive_int(8192), "an integer in [1, 8192]"),
         "norm_groups": (True, _positive_int(8192), "an integer in [1, 8192]"),
         "prediction": (True, _one_of("eps", "x0", "v"), 'one of "eps", "x0", "v"'),
+        "camera": (False, lambda v: isinstance(v, bool), "true or false"),
     }, "an object"),
     "schedule": (True, _one_of("linear", "cosine"), 'one of "linear", "cosine"'),
     "num_train_timesteps": (True, _positive_int(100_000), "an integer in [1, 100000]"),
@@ -243,12 +244,17 @@ class BuiltinPrior:
         return convert(self.schedule, out, self.prediction, "eps", x_t, t)
 
     def sample(self, prompts: list[str], n_per_prompt: int = 1, steps: int = 50, guidance_scale: float = 3.0,
-               seed: int = 0, method: str = "ddim", bf16: bool = False, eta: float = 0.0) -> Tensor:
-        """(len(prompts) * n, 3, R, R) images in [0, 1]."""
+               seed: int = 0, method: str = "ddim", bf16: bool = False, eta: float = 0.0,
+               cameras: Tensor | None = None) -> Tensor:
+        """(len(prompts) * n, 3, R, R) images in [0, 1]; ``cameras`` (a camera-aware prior only): (len(prompts) or
+        len(prompts) * n, 4) ``unet.camera_features``."""
+        if cameras is not None and not self.unet_config.camera:
+            raise DreamliftError("this prior does not take cameras (it was not trained with --unet-camera)")
         from .sampling import sample_images
 
         self.encode_checked(prompts)
         texts = [self.rewrite(p).text for p in prompts]
         return sample_images(self.model, self.encoder, self.schedule, texts, prediction=self.prediction,
                              resolution=self.resolution, n_per_prompt=n_per_prompt, steps=steps, method=method, eta=eta,
-                             guidance_scale=guidance_scale, seed=seed, device=self.device, bf16=bf16)
+                             guidance_scale=guidance_scale, seed=seed, device=self.device, bf16=bf16,
+                             cameras=cameras)

@@ -35,8 +35,12 @@ def sample_images(
     device: torch.device | str = "cpu",
     bf16: bool = False,
     batch_size: int = 64,
+    cameras: Tensor | None = None,
 ) -> Tensor:
     """Sample ``n_per_prompt`` images for each prompt.
+
+    ``cameras``: a camera-aware prior's cameras (``prior.unet.camera_features``), (len(prompts), 4) or one per
+    image (len(prompts) * n_per_prompt, 4); both halves of classifier-free guidance see them. None: no camera.
 
     ``eta`` is DDIM's noise level (0: deterministic, 1: the DDPM posterior's variance); the
     generator seeded with ``seed`` draws x_T and then every step's noise, so a seed fixes the result.
@@ -54,11 +58,21 @@ def sample_images(
         with autocast():
             return model(x, t, text).float()
 
+    if cameras is not None:
+        if cameras.shape[0] == len(prompts):
+            cameras = cameras.repeat_interleave(n_per_prompt, dim=0)
+        if cameras.shape != (len(all_prompts), 4):
+            raise ValueError(f"cameras must be ({len(prompts)} or {len(all_prompts)}, 4), got {tuple(cameras.shape)}")
     out = []
     for start in range(0, len(all_prompts), batch_size):
         chunk = all_prompts[start : start + batch_size]
         text = encoder.encode(chunk).to(device)
         null = encoder.unconditional(1).to(device)
+        if cameras is not None:
+            from .unet import with_camera
+
+            camera = cameras[start : start + len(chunk)].to(device)
+            text, null = with_camera(text, camera), with_camera(null, camera)
         denoise = guided_denoiser(model_fn, text, null, guidance_scale)
         x = sample(denoise, (len(chunk), 3, resolution, resolution), schedule, method=method, steps=steps, eta=eta,
                    prediction=prediction, generator=g, device=device, x_T=x_T[start : start + len(chunk)],

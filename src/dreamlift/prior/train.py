@@ -33,9 +33,9 @@ from ..interrupt import Interrupted, StopRequest, interruptible
 from .data import load_training_data
 from .model import sha256_hex
 from .text_encoder import TextEncoder
-from .unet import PriorUNet, UNetConfig
+from .unet import CAMERA_FEATURES, PriorUNet, UNetConfig, camera_features, with_camera
 
-__all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "min_snr_weights", "PREVIEW_PROMPTS",
+__all__ = ["TrainPriorConfig", "train_prior", "export_prior", "load_checkpoint", "min_snr_weights", "add_camera_inputs", "PREVIEW_PROMPTS",
            "TrainingTask", "TextPriorTask", "run_training", "learning_rate"]
 
 PREVIEW_PROMPTS = [
@@ -83,6 +83,8 @@ class TrainPriorConfig:
     sample_every: int = option(2000, "steps between preview sample grids (0: never)")
     log_every: int = option(50, "steps between log lines")
     seed: int = option(0, "seed of initialisation, data order, noise and caption choice")
+    camera_drop_prob: float = option(0.1, "camera-aware prior (--unet-camera): probability of hiding a view's camera, "
+                                          "so the prior also draws without one")
     unet: UNetConfig = field(default_factory=UNetConfig)
 
     def validate(self) -> None:
@@ -93,8 +95,10 @@ class TrainPriorConfig:
             raise DreamliftError(f"--decay-steps must lie in [0, --steps], got {self.decay_steps}")
         if not self.lr > 0:
             raise DreamliftError(f"--lr must be positive, got {self.lr}")
-        if not 0 <= self.cond_drop_prob < 1 or not 0 <= self.view_prob <= 1 or not 0 <= self.ema_decay < 1:
-            raise DreamliftError("--cond-drop-prob and --ema-decay must lie in [0, 1), --view-prob in [0, 1]")
+        if (not 0 <= self.cond_drop_prob < 1 or not 0 <= self.view_prob <= 1 or not 0 <= self.ema_decay < 1
+                or not 0 <= self.camera_drop_prob <= 1):
+            raise DreamliftError("--cond-drop-prob and --ema-decay must lie in [0, 1), --view-prob and "
+                                 "--camera-drop-prob in [0, 1]")
         try:
             self.unet.validate()
         except ValueError as exc:
@@ -107,6 +111,17 @@ class TrainPriorConfig:
         if self.init_from is not None and not ((self.init_from / "prior.json").is_file()
                                                and (self.init_from / "prior.safetensors").is_file()):
             raise DreamliftError(f"--init-from {self.init_from} has no prior.json and prior.safetensors")
+
+
+def add_camera_inputs(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A text prior's state dict -> the same prior made camera-aware (``UNetConfig.camera``): the class
+    embedding's projection gets CAMERA_FEATURES more input columns, set to zero, so the network starts out as
+    the text prior, blind to the camera, and training only has to teach it to use it."""
+    key = "unet.class_embedding.linear_1.weight"
+    out = {k: v.float() for k, v in state.items()}
+    w = out[key]
+    out[key] = torch.cat([w, w.new_zeros(w.shape[0], CAMERA_FEATURES)], dim=1)
+    return out
 
 
 def min_snr_weights(schedule: NoiseSchedule, prediction: str, gamma: float) -> torch.Tensor:
@@ -228,11 +243,19 @@ class TextPriorTask(TrainingTask):
             from .model import BuiltinPrior
 
             warm = BuiltinPrior(cfg.init_from, encoder=self.encoder)
+            camera_added = cfg.unet.camera and not warm.unet_config.camera
+            if camera_added:  # a camera-aware prior grown from a text prior: the same U-Net but for the camera
+                warm.unet_config.camera = True
             if warm.unet_config.to_dict() != cfg.unet.to_dict():
                 raise DreamliftError(f"--init-from {cfg.init_from} has a different U-Net than the one asked for")
             self.warm = warm.model.state_dict()
+            if camera_added:
+                self.warm = add_camera_inputs(self.warm)
         _stop_in_setup(stop, "loading the text encoder")
         self.data = load_training_data(cfg.data, cfg.unet.resolution, cfg.view_prob)
+        if cfg.unet.camera and self.data.labels is None:
+            raise DreamliftError(f"a camera-aware prior (--unet-camera) trains on a world dataset, which records "
+                                 f"each view's camera; {cfg.data} is a folder of captioned images")
         self.data_source = self.data.source
         self.null = self.encoder.unconditional(1).to(device)
 
@@ -247,7 +270,17 @@ class TextPriorTask(TrainingTask):
 
     def batch(self, idx: Tensor, g: torch.Generator, device: torch.device) -> tuple[Tensor, Cond, Cond | None, float]:
         x0, captions = self.data.batch(idx, g)
-        return x0.to(device), self.encoder.encode(captions).to(device), self.null, self.cfg.cond_drop_prob
+        text = self.encoder.encode(captions).to(device)
+        if not self.cfg.unet.camera:
+            return x0.to(device), text, self.null, self.cfg.cond_drop_prob
+        # Camera-aware: each view's camera, dropped (zeros: unknown) independently of the caption, and kept by the
+        # caption's dropout (the null condition is the null caption with the same cameras), so that guidance
+        # (conditional - unconditional, both at the render's camera) isolates the text, as in MVDream.
+        labels = self.data.labels
+        camera = camera_features(labels["azimuth"][idx], labels["elevation"][idx], labels["distance"][idx])
+        camera = camera * (torch.rand(len(idx), 1, generator=g) >= self.cfg.camera_drop_prob)
+        camera = camera.to(device)
+        return x0.to(device), with_camera(text, camera), with_camera(self.null, camera), self.cfg.cond_drop_prob
 
     def preview(self, ema: torch.nn.Module, path: Path, schedule: NoiseSchedule, device: torch.device) -> None:
         _save_preview(path, ema, self.encoder, schedule, self.cfg, device)
