@@ -28,3 +28,27 @@ def test_shipped_prior_samples_reproducibly():
     eps = prior.predict_eps(torch.zeros(1, 3, prior.resolution, prior.resolution), torch.tensor([500]),
                             prior.encoder.encode(["a blue chair"]))
     assert torch.isfinite(eps).all()
+
+
+def test_shipped_camera_prior_loads_by_name_and_takes_the_camera():
+    from dreamlift.config import DreamliftError
+    from dreamlift.guidance.backends import load_backend
+    from dreamlift.prior.unet import camera_features
+
+    meta = json.loads((SHIPPED_WEIGHTS / "camera" / "prior.json").read_text())
+    assert meta["unet"]["camera"] is True and meta["captions"] == "world"
+    assert (SHIPPED_WEIGHTS / "camera" / "prior.safetensors").stat().st_size < 30 * 2**20
+    backend = load_backend("builtin", "camera")
+    assert backend.camera_aware and not load_backend("builtin").camera_aware
+    prior = backend.prior
+    # its camera columns were trained (they start at zero), so the camera changes what it draws
+    w = prior.model.unet.class_embedding.linear_1.weight
+    assert w[:, -4:].abs().mean() > 1e-3
+    front = camera_features(torch.tensor([0.0]), torch.tensor([15.0]), torch.tensor([3.3]))
+    back = camera_features(torch.tensor([180.0]), torch.tensor([15.0]), torch.tensor([3.3]))
+    a = prior.sample(["a red chair"], n_per_prompt=2, steps=4, seed=1, cameras=front)
+    b = prior.sample(["a red chair"], n_per_prompt=2, steps=4, seed=1, cameras=back)
+    assert a.shape == (2, 3, prior.resolution, prior.resolution) and not torch.equal(a, b)
+    torch.testing.assert_close(a, prior.sample(["a red chair"], n_per_prompt=2, steps=4, seed=1, cameras=front))
+    with pytest.raises(DreamliftError, match="does not take cameras"):
+        BuiltinPrior(encoder=prior.encoder).sample(["a red chair"], steps=2, cameras=front)
