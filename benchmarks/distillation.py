@@ -1,7 +1,7 @@
 """Distillation methods against the shipped default, in one run: SDS, classifier score distillation (CSD),
-interval score matching (ISM), SDS with Perp-Neg's view negatives (weight 1) and variational score distillation
-(VSD), on both representations, scored against the world's true shapes; writes the
-section distillation-<suite> of docs/BENCHMARKS.md.
+interval score matching (ISM), SDS with Perp-Neg's view negatives (weight 1), variational score distillation
+(VSD) and SDS from the camera-aware prior (``--model camera``), on both representations, scored against the
+world's true shapes; writes the section distillation-<suite> of docs/BENCHMARKS.md.
 
     OMP_NUM_THREADS=1 python benchmarks/distillation.py --suite calib-v1 --seeds 0 --jobs 2
     OMP_NUM_THREADS=1 python benchmarks/distillation.py --suite core-v1 --seeds 0 1 2 --jobs 2
@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--set", default="", help="generate settings for every run, comma-separated KEY=VALUE "
                     "(for a quick check of this script: steps=10,mesh_resolution=32)")
     ap.add_argument("--no-write", action="store_true", help="print; leave docs/BENCHMARKS.md alone")
+    ap.add_argument("--note", default="", help="a sentence for the section, e.g. which runs were read back from "
+                    "an earlier invocation at which commit")
     args = ap.parse_args()
     args.out = args.out or Path("results") / f"distillation-{args.suite}"
     methods, reps, seeds = args.methods, args.representations, args.seeds
@@ -85,7 +87,7 @@ def main() -> None:
              f"shipped default); {args.jobs} worker process(es) of one torch thread each; results under "
              f"`{args.out}`. IoU after the best turn about +y; volume ratio = scored volume at the run's surface "
              "level / true volume (64^3 grid); Chamfer in object radii; Janus on front-facing categories; time "
-             "= each prompt's whole generate run.", "",
+             "= each prompt's whole generate run." + (f" {args.note}" if args.note else ""), "",
              "| representation | method | seed | median IoU | mean IoU | median volume ratio | median Chamfer | "
              "Janus | median s / prompt | time vs sds |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in reps:

@@ -63,7 +63,10 @@ class SampleConfig:
     steps: int = option(50, "reverse steps")
     sampler: Literal["ddim", "ddpm"] = option("ddpm", "ddpm (ancestral: Algorithm 2 on the respaced --steps, DDIM"
                                                       " with eta 1) or ddim (deterministic, eta 0)")
-    weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior)")
+    weights: Path | None = option(None, "a folder with prior.json + prior.safetensors (default: the shipped prior; "
+                                        "camera: the shipped camera-aware prior)")
+    camera: tuple[float, ...] | None = option(None, "a camera-aware prior (--weights camera): draw the view from "
+                                                    "AZIMUTH,ELEVATION[,DISTANCE] (degrees, 0 = front; distance 3.3)")
     allow_out_of_world: bool = option(False, "sample even when the prompt is far from everything the prior knows")
     keep_unknown_words: bool = option(False, "condition on the prompt exactly as typed, words the prior never "
                                       "learnt included")
@@ -77,6 +80,14 @@ class SampleConfig:
             raise DreamliftError(f"--n must lie in [1, 1024], got {self.n}")
         if self.steps <= 0:
             raise DreamliftError(f"--steps must be positive, got {self.steps}")
+        if self.camera is not None:
+            import math
+
+            if len(self.camera) not in (2, 3) or not all(math.isfinite(v) for v in self.camera):
+                raise DreamliftError(f"--camera takes AZIMUTH,ELEVATION[,DISTANCE], got {self.camera}")
+            if not -90 <= self.camera[1] <= 90 or (len(self.camera) == 3 and not self.camera[2] > 1):
+                raise DreamliftError(f"--camera: elevation must lie in [-90, 90] and distance exceed 1 (object "
+                                     f"radii), got {self.camera}")
         if self.out.suffix.lower() != ".png":
             raise DreamliftError(f"--out must name a .png file, got {self.out}")
         check_output_file(self.out, "--out", self.force)
@@ -88,19 +99,35 @@ def run_sample(cfg: SampleConfig) -> Path:
     import sys
     import time
 
+    import torch
+
     cfg.validate()
     from .model import BuiltinPrior
     from .sampling import image_grid
     from .text_encoder import TextEncoder
     from .vocabulary import review_prompt, terminal_ask
 
+    from ..guidance.backends import builtin_model_path
+
+    shipped = cfg.weights is None or str(cfg.weights) == "camera"  # their vocabulary is the world's
+
     def review() -> None:
         review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
-                      keep_unknown_words=cfg.keep_unknown_words or cfg.weights is not None,
+                      keep_unknown_words=cfg.keep_unknown_words or not shipped,
                       accept_rewrite=cfg.accept_rewrite, ask=terminal_ask())
 
-    prior = BuiltinPrior(cfg.weights, rewrite_unknown_words=not cfg.keep_unknown_words)  # its errors first
+    weights = builtin_model_path(None if cfg.weights is None else str(cfg.weights))
+    prior = BuiltinPrior(weights, rewrite_unknown_words=not cfg.keep_unknown_words)  # its errors first
     review()
+    cameras = None
+    if cfg.camera is not None:
+        if not prior.unet_config.camera:
+            raise DreamliftError("--camera needs a camera-aware prior (--weights camera, the shipped one, or one "
+                                 "trained with --unet-camera)")
+        from .unet import camera_features
+
+        az, el, dist = (*cfg.camera, 3.3)[:3]
+        cameras = camera_features(torch.tensor([az]), torch.tensor([el]), torch.tensor([dist]))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
     rewrite = prior.rewrite(cfg.prompt)
@@ -108,7 +135,7 @@ def run_sample(cfg: SampleConfig) -> Path:
         print(f"note: {rewrite.note()}", file=sys.stderr)
     t0 = time.perf_counter()
     images = prior.sample([cfg.prompt], n_per_prompt=cfg.n, steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                          seed=cfg.seed, method=cfg.sampler)
+                          seed=cfg.seed, method=cfg.sampler, cameras=cameras)
     seconds = time.perf_counter() - t0
     buf = io.BytesIO()
     image_grid(images).save(buf, format="PNG")
@@ -193,6 +220,14 @@ class NovelViewConfig:
             raise DreamliftError("--n must lie in [1, 64], --steps in [1, 1000], --scale in [1, 16]")
         if self.prompt:
             self.prompt = check_prompt(self.prompt)
+        if self.camera is not None:
+            import math
+
+            if len(self.camera) not in (2, 3) or not all(math.isfinite(v) for v in self.camera):
+                raise DreamliftError(f"--camera takes AZIMUTH,ELEVATION[,DISTANCE], got {self.camera}")
+            if not -90 <= self.camera[1] <= 90 or (len(self.camera) == 3 and not self.camera[2] > 1):
+                raise DreamliftError(f"--camera: elevation must lie in [-90, 90] and distance exceed 1 (object "
+                                     f"radii), got {self.camera}")
         if self.out.suffix.lower() != ".png":
             raise DreamliftError(f"--out must name a .png file, got {self.out}")
         check_output_file(self.out, "--out", self.force)
@@ -211,6 +246,15 @@ def run_novel_view(cfg: NovelViewConfig) -> Path:
     cfg.validate()
     prior = NovelViewPrior(cfg.weights)  # its errors before the image's
     ref = load_reference_image(cfg.image, prior.resolution)
+    cameras = None
+    if cfg.camera is not None:
+        if not prior.unet_config.camera:
+            raise DreamliftError("--camera needs a camera-aware prior (--weights camera, the shipped one, or one "
+                                 "trained with --unet-camera)")
+        from .unet import camera_features
+
+        az, el, dist = (*cfg.camera, 3.3)[:3]
+        cameras = camera_features(torch.tensor([az]), torch.tensor([el]), torch.tensor([dist]))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
     reference = ref.rgb[None].expand(cfg.n, -1, -1, -1)

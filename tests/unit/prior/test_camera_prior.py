@@ -3,6 +3,8 @@ training on world views, and the cameras SDS sends it."""
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -136,3 +138,33 @@ def test_camera_drop_prob_out_of_range_is_one_line_exit_2(tmp_path, world, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--camera-drop-prob" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--camera", "180"], "--camera takes AZIMUTH,ELEVATION"),
+    (["--camera", "180,95"], "elevation must lie in [-90, 90]"),
+    (["--camera", "0,10,0.5"], "distance exceed 1"),
+    (["--camera", "0,10"], "--camera needs a camera-aware prior"),  # the shipped text prior takes none
+])
+def test_sample_camera_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    from dreamlift.cli import main
+
+    out = tmp_path / "s.png"
+    assert main(["sample", "a red chair", "--out", str(out), "--n", "1", "--steps", "2", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists()
+
+
+def test_sample_draws_from_the_shipped_camera_prior_at_a_camera(tmp_path, capsys):
+    from PIL import Image
+
+    from dreamlift.cli import main
+
+    outs = []
+    for az in ("0", "180"):
+        out = tmp_path / f"s{az}.png"
+        assert main(["sample", "a red chair", "--weights", "camera", "--camera", f"{az},15", "--out", str(out),
+                     "--n", "1", "--steps", "3"]) == 0
+        outs.append(np.asarray(Image.open(out)))
+    assert outs[0].shape == outs[1].shape and not np.array_equal(outs[0], outs[1])  # same seed, other camera
