@@ -215,6 +215,7 @@ def sds_step(backend: GuidanceBackend, images: Tensor, prompts: list[str], cfg: 
     texts = list(prompts) + [cfg.negative_prompt] * len(prompts)
     if negatives is not None:
         texts += list(negatives[0])
+
     def conditions():
         cond = backend.encode_text(texts)
         return cond if cameras is None else backend.at_cameras(cond, cameras)

@@ -220,14 +220,6 @@ class NovelViewConfig:
             raise DreamliftError("--n must lie in [1, 64], --steps in [1, 1000], --scale in [1, 16]")
         if self.prompt:
             self.prompt = check_prompt(self.prompt)
-        if self.camera is not None:
-            import math
-
-            if len(self.camera) not in (2, 3) or not all(math.isfinite(v) for v in self.camera):
-                raise DreamliftError(f"--camera takes AZIMUTH,ELEVATION[,DISTANCE], got {self.camera}")
-            if not -90 <= self.camera[1] <= 90 or (len(self.camera) == 3 and not self.camera[2] > 1):
-                raise DreamliftError(f"--camera: elevation must lie in [-90, 90] and distance exceed 1 (object "
-                                     f"radii), got {self.camera}")
         if self.out.suffix.lower() != ".png":
             raise DreamliftError(f"--out must name a .png file, got {self.out}")
         check_output_file(self.out, "--out", self.force)
@@ -246,15 +238,6 @@ def run_novel_view(cfg: NovelViewConfig) -> Path:
     cfg.validate()
     prior = NovelViewPrior(cfg.weights)  # its errors before the image's
     ref = load_reference_image(cfg.image, prior.resolution)
-    cameras = None
-    if cfg.camera is not None:
-        if not prior.unet_config.camera:
-            raise DreamliftError("--camera needs a camera-aware prior (--weights camera, the shipped one, or one "
-                                 "trained with --unet-camera)")
-        from .unet import camera_features
-
-        az, el, dist = (*cfg.camera, 3.3)[:3]
-        cameras = camera_features(torch.tensor([az]), torch.tensor([el]), torch.tensor([dist]))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")
     reference = ref.rgb[None].expand(cfg.n, -1, -1, -1)

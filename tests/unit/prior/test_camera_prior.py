@@ -168,3 +168,18 @@ def test_sample_draws_from_the_shipped_camera_prior_at_a_camera(tmp_path, capsys
                      "--n", "1", "--steps", "3"]) == 0
         outs.append(np.asarray(Image.open(out)))
     assert outs[0].shape == outs[1].shape and not np.array_equal(outs[0], outs[1])  # same seed, other camera
+
+
+def test_novel_view_sampling_is_untouched_by_the_camera_option(tmp_path):
+    """``dreamlift novel-view`` (the view-conditioned prior) has its own cameras and no --camera."""
+    from PIL import Image
+
+    from dreamlift.cli import main
+
+    ref = tmp_path / "ref.png"
+    img = np.full((32, 32, 3), 255, np.uint8)
+    img[8:24, 10:22] = (200, 30, 30)  # a red block on white
+    Image.fromarray(img).save(ref)
+    out = tmp_path / "view.png"
+    assert main(["novel-view", str(ref), "--out", str(out), "--n", "1", "--steps", "2"]) == 0
+    assert out.is_file()
