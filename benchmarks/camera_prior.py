@@ -24,6 +24,7 @@ import statistics
 import time
 
 import torch
+from prior_quality import article, noun
 from report import write_section
 
 from dreamlift.evaluate.classifier import VIEWS, Evaluator
@@ -31,15 +32,13 @@ from dreamlift.prior.model import SHIPPED_WEIGHTS, BuiltinPrior
 from dreamlift.prior.unet import camera_features
 from dreamlift.render.camera import view_word
 from dreamlift.world import COLOUR_NAMES, FRONT_FACING
-from dreamlift.world.captions import CATEGORY_SYNONYMS
 
 AZIMUTHS = (0.0, 90.0, 180.0, 270.0)
 ELEVATION, DISTANCE = 15.0, 3.3
 
 
 def _caption(category: str, colour: str) -> str:
-    text = f"{colour} {CATEGORY_SYNONYMS[category][0]}"
-    return ("an " if text[0] in "aeiou" else "a ") + text
+    return article(f"{colour} {noun(category)}")
 
 
 def main() -> None:

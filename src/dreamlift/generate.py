@@ -592,7 +592,9 @@ def _review_prompt(cfg: GenerateConfig) -> None:
     from .prior.vocabulary import review_prompt, terminal_ask
 
     # another exported prior may have other captions: its words are not rewritten (the shipped ones' are)
-    shipped = cfg.model in (None, "camera")
+    from .guidance.backends import is_shipped_model
+
+    shipped = is_shipped_model(cfg.model)
     accepted = cfg.accept_rewrite or (cfg.resume and _saved_setting(cfg, "accept_rewrite") is True)
     review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
                   keep_unknown_words=cfg.keep_unknown_words or not shipped, accept_rewrite=accepted,

@@ -37,6 +37,12 @@ def builtin_model_path(model: str | None):
     return model
 
 
+def is_shipped_model(model: str | None) -> bool:
+    """Whether the built-in ``model`` is one of the shipped priors (their vocabulary is the world's, so a
+    prompt's unknown words are rewritten; another exported prior may have other captions)."""
+    return model is None or model == "camera"
+
+
 def _stable_diffusion(model: str | None, device: torch.device | str, allow_out_of_world: bool,
                       rewrite_unknown_words: bool, compile: bool) -> GuidanceBackend:
     from .stable_diffusion import DEFAULT_SD_MODEL, StableDiffusionGuidance

@@ -87,7 +87,9 @@ class BuiltinGuidance(GuidanceBackend):
         rows = cond.pooled.shape[0]
         if rows % camera.shape[0]:
             raise ValueError(f"{rows} condition rows for {camera.shape[0]} cameras")
-        return with_camera(cond, camera.repeat(rows // camera.shape[0], 1).to(self.device))
+        from ..transfer import to_device
+
+        return with_camera(cond, to_device(camera.repeat(rows // camera.shape[0], 1), self.device))
 
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: TextEmbedding) -> Tensor:
         return self.prior.predict_eps(x_t, t, cond)

@@ -107,9 +107,9 @@ def run_sample(cfg: SampleConfig) -> Path:
     from .text_encoder import TextEncoder
     from .vocabulary import review_prompt, terminal_ask
 
-    from ..guidance.backends import builtin_model_path
+    from ..guidance.backends import builtin_model_path, is_shipped_model
 
-    shipped = cfg.weights is None or str(cfg.weights) == "camera"  # their vocabulary is the world's
+    shipped = is_shipped_model(None if cfg.weights is None else str(cfg.weights))
 
     def review() -> None:
         review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
@@ -124,9 +124,9 @@ def run_sample(cfg: SampleConfig) -> Path:
         if not prior.unet_config.camera:
             raise DreamliftError("--camera needs a camera-aware prior (--weights camera, the shipped one, or one "
                                  "trained with --unet-camera)")
-        from .unet import camera_features
+        from .unet import DISTANCE_CENTRE, camera_features
 
-        az, el, dist = (*cfg.camera, 3.3)[:3]
+        az, el, dist = (*cfg.camera, DISTANCE_CENTRE)[:3]
         cameras = camera_features(torch.tensor([az]), torch.tensor([el]), torch.tensor([dist]))
     if cfg.steps > prior.schedule.num_steps:
         raise DreamliftError(f"--steps cannot exceed the prior's {prior.schedule.num_steps} diffusion steps")

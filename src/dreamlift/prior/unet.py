@@ -34,7 +34,7 @@ __all__ = ["UNetConfig", "PriorUNet", "CameraText", "CAMERA_FEATURES", "camera_f
 
 CAMERA_FEATURES = 4
 # The world's camera distances (render.camera.CameraDistribution: 3.0 to 3.6 object radii) map to [-1, 1].
-_DISTANCE_CENTRE, _DISTANCE_HALF_RANGE = 3.3, 0.3
+DISTANCE_CENTRE, _DISTANCE_HALF_RANGE = 3.3, 0.3  # the world's views' camera distance (centre of its range)
 
 
 def camera_features(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor) -> Tensor:
@@ -42,7 +42,7 @@ def camera_features(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor
     -> (B, 4) [elevation in radians, sin azimuth, cos azimuth, (distance - 3.3) / 0.3], float32."""
     az = torch.deg2rad(torch.as_tensor(azimuth_deg, dtype=torch.float32))
     el = torch.deg2rad(torch.as_tensor(elevation_deg, dtype=torch.float32))
-    dist = (torch.as_tensor(distance, dtype=torch.float32) - _DISTANCE_CENTRE) / _DISTANCE_HALF_RANGE
+    dist = (torch.as_tensor(distance, dtype=torch.float32) - DISTANCE_CENTRE) / _DISTANCE_HALF_RANGE
     return torch.stack([el, torch.sin(az), torch.cos(az), dist], dim=-1)
 
 
