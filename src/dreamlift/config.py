@@ -167,7 +167,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     Supported field types: int, float, str, bool (``--x`` / ``--no-x``), Path, Literal[...]
     (choices), tuple[int, ...] (comma-separated), ``X | None`` of those, and nested config
     dataclasses, whose fields become ``--<field>-<subfield>`` options. A field declared with
-    ``option(..., cli=False)`` gets no option (it is set by the enclosing command). Defaults are not set
+    ``option(..., cli=False)`` gets no option (it is set by the enclosing command), nor do the names (dotted for
+    nested fields) in ``skip`` and in the class's ``CLI_SKIP`` (inherited fields a command has no use for). Defaults are not set
     on the parser: a missing option leaves the dataclass default in place.
 
     Options are shown in groups: a field's ``group`` metadata (a nested dataclass's fields inherit it), in the
@@ -176,14 +177,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     """
     for title in getattr(cls, "OPTION_GROUPS", ()):
         _group(parser, title)
+    if not prefix:  # a command's own leaving-out of fields it inherits (dotted names for nested ones)
+        skip = (*skip, *getattr(cls, "CLI_SKIP", ()))
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or not f.init or f.metadata.get("cli") is False:
+        if f"{prefix}{f.name}" in skip or not f.init or f.metadata.get("cli") is False:
             continue
         tp = hints[f.name]
         title = f.metadata.get("group", group)
         if dataclasses.is_dataclass(tp):
-            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.", group=title, show_expert=show_expert)
+            add_config_arguments(parser, tp, skip, prefix=f"{prefix}{f.name}.", group=title, show_expert=show_expert)
             continue
         target = _group(parser, title)
         optional = False

@@ -201,6 +201,9 @@ def load_view_sets(path: Path, resolution: int) -> ViewSetData:
 class TrainNovelViewConfig(TrainPriorConfig):
     """Settings of ``dreamlift train-novel-view`` (the text prior's, with these differences)."""
 
+    # the camera-aware text prior's options: this prior has its own (relative) camera input
+    CLI_SKIP = ("camera_drop_prob", "unet.camera")
+
     data: Path = option(Path("data/views"), "a world dataset of view sets (make-dataset --views-per-object 4 "
                                             "--exclude-held-out)")
     out: Path = option(Path("runs/novel-view"), "run folder: checkpoint, log, samples (resumed if it has a "
@@ -225,6 +228,9 @@ class TrainNovelViewConfig(TrainPriorConfig):
         super().validate()
         if not 0 <= self.text_drop_prob <= 1:
             raise DreamliftError(f"--text-drop-prob must lie in [0, 1], got {self.text_drop_prob}")
+        if self.unet.camera:
+            raise DreamliftError("the view-conditioned prior takes the relative camera itself; unet.camera is for "
+                                 "train-prior")
         if self.continue_from is not None and not (self.continue_from / "novel_view.json").is_file():
             raise DreamliftError(f"--continue-from {self.continue_from} has no novel_view.json")
 

@@ -104,6 +104,25 @@ def test_single_view_data_is_refused(tmp_path):
         load_view_sets(tmp_path, 16)
 
 
+def test_the_camera_aware_text_priors_options_are_not_offered(tmp_path, capsys):
+    # train-novel-view inherits train-prior's settings; the text prior's camera input is not its own
+    with pytest.raises(SystemExit):
+        main(["train-novel-view", "--help"])
+    shown = capsys.readouterr().out
+    assert "--cond-drop-prob" in shown and "--unet-channels" in shown  # inherited and own options stay
+    assert "--camera-drop-prob" not in shown and "--unet-camera" not in shown
+    with pytest.raises(SystemExit) as stop:
+        main(["train-novel-view", "--unet-camera", "--out", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --unet-camera" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train-prior", "--help"])
+    assert "--camera-drop-prob" in capsys.readouterr().out  # train-prior keeps them
+    with pytest.raises(DreamliftError, match="relative camera"):
+        TrainNovelViewConfig(data=tmp_path, unet=UNetConfig(camera=True)).validate()
+    assert not (tmp_path / "run").exists()
+
+
 def test_training_runs_resumes_exactly_and_exports(view_sets, tmp_path, encoder):
     straight = train_novel_view(_cfg(view_sets, tmp_path / "a"), progress=False, encoder=encoder)
     assert straight["step"] == 4 and np.isfinite(straight["final_loss"])
