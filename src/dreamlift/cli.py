@@ -31,10 +31,10 @@ def _demo2d(cfg) -> None:
 def _generate(cfg) -> None:
     from .generate import run_generate
 
+    from .export.outputs import written
+
     m = run_generate(cfg)
-    out = m["out"]
-    print(f"wrote {out}/model.glb, model.obj, turntable.mp4, views.png, metrics.json "
-          f"({m['steps']} steps in {m['seconds']['train']:.0f} s, total {m['seconds']['total']:.0f} s)")
+    print(f"wrote {written(m['out'])} ({m['steps']} steps in {m['seconds']['train']:.0f} s, total {m['seconds']['total']:.0f} s)")
 
 
 def _lazy(module: str, name: str) -> Callable:

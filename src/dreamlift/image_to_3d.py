@@ -124,6 +124,7 @@ def run_image_to_3d(cfg: ImageTo3DConfig) -> dict:
                                                                 "distance": cfg.ref_distance, "fov": cfg.ref_fov}}
 
     metrics = run_training(cfg, build)
-    print(f"wrote {metrics['out']}/model.glb, model.obj, turntable.mp4, views.png, metrics.json "
-          f"({metrics['steps']} steps in {metrics['seconds']['train']:.0f} s)", file=sys.stdout)
+    from .export.outputs import written
+
+    print(f"wrote {written(metrics['out'])} ({metrics['steps']} steps in {metrics['seconds']['train']:.0f} s)", file=sys.stdout)
     return metrics

@@ -38,7 +38,7 @@ def test_generate_writes_files_that_other_tools_load(tmp_path, capsys):
 
     out = tmp_path / "mug"
     assert main(["generate", "a red mug", "--out", str(out), *TINY]) == 0
-    assert "model.glb" in capsys.readouterr().out
+    assert f"wrote {out}/model.glb, model.obj, turntable.mp4, views.png, metrics.json (" in capsys.readouterr().out
     scene = trimesh.load(out / "model.glb")
     (glb,) = scene.geometry.values()
     assert len(glb.vertices) > 100 and len(glb.faces) > 100

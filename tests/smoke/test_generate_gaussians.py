@@ -24,6 +24,8 @@ def test_gaussians_write_a_standard_ply_a_mesh_and_a_checkpoint(tmp_path, capsys
 
     out = tmp_path / "mug"
     assert main(["generate", "a red mug", "--out", str(out), *TINY]) == 0
+    assert f"wrote {out}/model.glb, model.obj, model.ply, turntable.mp4, views.png, metrics.json" in \
+        capsys.readouterr().out  # the closing line names the splat file too
     state = load_state(out / "checkpoint.safetensors")
     n = state["field"]["means"].shape[0]
     assert n > 1000  # densified (8 steps, every 2 from step 0.8 to 4.8)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["write_outputs", "render_views", "turntable_frames", "scene_mesh", "nerf_mesh"]
+__all__ = ["write_outputs", "written", "render_views", "turntable_frames", "scene_mesh", "nerf_mesh"]
 
 
 def _orbit_light(cams) -> "Light":
@@ -61,6 +61,16 @@ def scene_mesh(scene, resolution: int, threshold: float):
 
 
 nerf_mesh = scene_mesh  # the name older notebooks use
+
+
+OUTPUT_FILES = ("model.glb", "model.obj", "model.ply", "turntable.mp4", "views.png", "metrics.json")
+
+
+def written(out: Path) -> str:
+    """The run's outputs in ``out`` for the closing line: "out/model.glb, model.obj, ..., metrics.json"
+    (model.ply only where the representation wrote one)."""
+    names = [n for n in OUTPUT_FILES if (Path(out) / n).is_file()]
+    return f"{out}/" + ", ".join(names)
 
 
 def write_outputs(gen, out: Path, check=lambda: None) -> dict[str, float]:
