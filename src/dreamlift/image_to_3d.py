@@ -25,6 +25,10 @@ __all__ = ["ImageTo3DConfig", "run_image_to_3d", "DEFAULT_REFERENCE"]
 
 # Where the reference camera is assumed: (azimuth, elevation, distance, field of view), the world's front view.
 DEFAULT_REFERENCE = (0.0, 15.0, 3.3, 45.0)
+# The surface level of both representations. The reference losses make solid, opaque Gaussians (suite image-v1:
+# 0.99 of the true volume inside level 1), not the semi-transparent shells of text-to-3D that generate's 0.35
+# is for (docs/decisions/surface-level.md).
+IMAGE_SURFACE_DENSITY = 1.0
 
 
 @dataclass
@@ -56,6 +60,8 @@ class ImageTo3DConfig(GenerateConfig):
                                 group="expert: the reference losses", low=0)
     novel_view_model: Path | None = option(None, "the view-conditioned prior's weights folder (default: shipped)",
                                            group="the reference")
+    surface_density: float | None = option(None, "density of the surface (marching cubes, scores; default: "
+                                                 f"{IMAGE_SURFACE_DENSITY:g})", group="outputs", low=1e-6)
     text_sds: SDSConfig = field(default_factory=SDSConfig, metadata={"group": "expert: losses and timesteps",
                                                                      "cli": False})
 
@@ -71,7 +77,8 @@ class ImageTo3DConfig(GenerateConfig):
         out = self.out if self.out is not None else Path("outputs") / output_slug(self.image)
         base = replace(self, prompt=self.prompt.strip() or "an object", out=out,
                        guidance=self.guidance if self.guidance is not None else 5.0,
-                       area_weight=0.0 if self.area_weight is None else self.area_weight)
+                       area_weight=0.0 if self.area_weight is None else self.area_weight,
+                       surface_density=IMAGE_SURFACE_DENSITY if self.surface_density is None else self.surface_density)
         cfg = GenerateConfig.resolved(base)  # the preset's values, checked
         text_sds = replace(cfg.sds, guidance_scale=20.0)  # the text prior's own default scale (generate's)
         return replace(cfg, prompt=self.prompt.strip(), text_sds=text_sds)
