@@ -1,5 +1,7 @@
 """image-to-3d's own defaults where they differ from generate's."""
 
+from pathlib import Path
+
 import pytest
 
 from dreamlift.cli import main
@@ -25,3 +27,24 @@ def test_the_help_states_image_to_3ds_default(capsys):
         main(["image-to-3d", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--surface-density X density of the surface (marching cubes, scores; default: 1)" in text
+
+
+def test_an_image_suites_ceiling_is_scored_at_image_to_3ds_level_and_text_runs_at_generates(tmp_path, monkeypatch):
+    from dreamlift.evaluate.runner import EvalConfig, reference_path
+    from dreamlift.evaluate.suite import get_suite
+
+    monkeypatch.chdir(tmp_path)
+    prompt = get_suite("image-v1")[0]
+    reference_path(Path("unused"), prompt).parent.mkdir(parents=True)
+    reference_path(Path("unused"), prompt).write_bytes(b"")
+    levels = {}
+    for mode in ("image", "ceiling", "text"):
+        cfg = EvalConfig(suite="image-v1", representation="gaussians", ceiling=mode == "ceiling",
+                         text=mode == "text", out=Path("unused"))
+        levels[mode] = cfg.generate_config(prompt).resolved().surface_density
+    assert levels == {"image": 1.0, "ceiling": 1.0, "text": 0.35}
+    core = EvalConfig(suite="core-v1", representation="gaussians", ceiling=True, out=Path("unused"))
+    assert core.generate_config(get_suite("core-v1")[0]).resolved().surface_density == 0.35
+    overridden = EvalConfig(suite="image-v1", representation="gaussians", ceiling=True, out=Path("unused"),
+                            set=("surface_density=0.5",))
+    assert overridden.generate_config(prompt).resolved().surface_density == 0.5

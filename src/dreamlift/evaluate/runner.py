@@ -129,6 +129,10 @@ class EvalConfig:
             cfg = ImageTo3DConfig(image=reference_path(self.out_dir, prompt), ref_azimuth=az, ref_elevation=el,
                                   **caption, **common)
         else:
+            if prompt.reference is not None and self.ceiling:  # an image suite's ceiling: scored as image-to-3d
+                from ..image_to_3d import IMAGE_SURFACE_DENSITY
+
+                common["surface_density"] = IMAGE_SURFACE_DENSITY
             cfg = GenerateConfig(prompt=prompt.prompt, accept_rewrite=True,  # held-out words are part of a suite
                                  **common)
         return with_overrides(cfg, self.set)
