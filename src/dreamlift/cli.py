@@ -29,12 +29,12 @@ def _demo2d(cfg) -> None:
 
 
 def _generate(cfg) -> None:
+    from .export.outputs import written
     from .generate import run_generate
 
-    from .export.outputs import written
-
     m = run_generate(cfg)
-    print(f"wrote {written(m['out'])} ({m['steps']} steps in {m['seconds']['train']:.0f} s, total {m['seconds']['total']:.0f} s)")
+    print(f"wrote {written(m['out'])} ({m['steps']} steps in {m['seconds']['train']:.0f} s, "
+          f"total {m['seconds']['total']:.0f} s)")
 
 
 def _lazy(module: str, name: str) -> Callable:

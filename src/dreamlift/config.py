@@ -167,9 +167,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     Supported field types: int, float, str, bool (``--x`` / ``--no-x``), Path, Literal[...]
     (choices), tuple[int, ...] (comma-separated), ``X | None`` of those, and nested config
     dataclasses, whose fields become ``--<field>-<subfield>`` options. A field declared with
-    ``option(..., cli=False)`` gets no option (it is set by the enclosing command), nor do the names (dotted for
-    nested fields) in ``skip`` and in the class's ``CLI_SKIP`` (inherited fields a command has no use for). Defaults are not set
-    on the parser: a missing option leaves the dataclass default in place.
+    ``option(..., cli=False)`` gets no option (it is set by the enclosing command), nor do the names (dotted
+    for nested fields) in ``skip`` and in the class's ``CLI_SKIP`` (inherited fields a command has no use
+    for). Defaults are not set on the parser: a missing option leaves the dataclass default in place.
 
     Options are shown in groups: a field's ``group`` metadata (a nested dataclass's fields inherit it), in the
     order of the class's ``OPTION_GROUPS`` where it has one. Options of groups titled ``EXPERT...`` still

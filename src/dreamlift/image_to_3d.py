@@ -133,5 +133,6 @@ def run_image_to_3d(cfg: ImageTo3DConfig) -> dict:
     metrics = run_training(cfg, build)
     from .export.outputs import written
 
-    print(f"wrote {written(metrics['out'])} ({metrics['steps']} steps in {metrics['seconds']['train']:.0f} s)", file=sys.stdout)
+    print(f"wrote {written(metrics['out'])} ({metrics['steps']} steps in {metrics['seconds']['train']:.0f} s)",
+          file=sys.stdout)
     return metrics
