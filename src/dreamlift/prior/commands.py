@@ -109,15 +109,15 @@ def run_sample(cfg: SampleConfig) -> Path:
 
     from ..guidance.backends import builtin_model_path, is_shipped_model
 
-    shipped = is_shipped_model(None if cfg.weights is None else str(cfg.weights))
+    model = None if cfg.weights is None else str(cfg.weights)  # the built-in backend's model name or folder
+    shipped = is_shipped_model(model)
 
     def review() -> None:
         review_prompt(cfg.prompt, TextEncoder.shared("cpu"), allow_out_of_world=cfg.allow_out_of_world,
                       keep_unknown_words=cfg.keep_unknown_words or not shipped,
                       accept_rewrite=cfg.accept_rewrite, ask=terminal_ask())
 
-    weights = builtin_model_path(None if cfg.weights is None else str(cfg.weights))
-    prior = BuiltinPrior(weights, rewrite_unknown_words=not cfg.keep_unknown_words)  # its errors first
+    prior = BuiltinPrior(builtin_model_path(model), rewrite_unknown_words=not cfg.keep_unknown_words)  # its errors first
     review()
     cameras = None
     if cfg.camera is not None:
