@@ -362,8 +362,11 @@ class Generator:
         return getattr(self.objective, "area_seconds", 0.0)
 
     def prepare(self) -> None:
-        """The objective's one-off setup (the area prior's samples); a resumed run keeps its checkpoint's."""
+        """The objective's one-off setup (the area prior's samples); a resumed run keeps its checkpoint's. A
+        fresh run's representation may then shape its start from the area prior's samples."""
         self.objective.prepare()
+        if self.step == 0:
+            self.scene.start_from(getattr(self.objective, "area_targets", None))
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:

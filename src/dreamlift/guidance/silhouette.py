@@ -27,10 +27,18 @@ with that divided out the finished NeRFs were still 1.30x the true volume at the
 surface (benchmarks/volume_calibration.py; a soft edge of the density), hence the default
 0.8 / 1.30^(2/3) = 0.67. Per prompt, nothing here uses ground truth: only the backend's own
 samples.
+
+The same samples also say the object's proportions: the median width and height of their
+foreground's bounding box, per view word (``SilhouetteTargets.extent``). Seen from the view words'
+nominal camera, front and back give the object's width (x) and height (y), side its depth (z):
+``SilhouetteTargets.semi_axes``. 3D Gaussians start in that ellipsoid rather than in a ball
+(``GaussiansConfig.init_shape``), so a long dumbbell or a wide table is not grown out of a ball
+half its length (docs/decisions/gaussians-init-shape.md).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,9 +47,38 @@ from torch import Tensor
 from ..config import DreamliftError
 from ..render.camera import view_word
 
-__all__ = ["VIEW_WORDS", "SilhouetteTargets", "foreground_fraction", "sample_targets", "area_loss"]
+__all__ = ["VIEW_WORDS", "SilhouetteTargets", "foreground_fraction", "foreground_masks", "mask_extent",
+           "sample_targets", "area_loss", "EXTENT_BIAS"]
 
 VIEW_WORDS = ("front", "side", "back", "overhead")
+#: How much larger the built-in prior's samples show an object's extent than the world renders it, seen from
+#: the nominal camera (median over the three axes and calib-v1's 15 prompts, benchmarks/extent_calibration.py).
+EXTENT_BIAS = 1.27
+
+
+def foreground_masks(images: Tensor, quantile: float = 0.98) -> Tensor:
+    """(B, 3, H, W) images in [0, 1] on a white background -> (B, H, W) bool foreground, by the rule of
+    :func:`foreground_fraction`."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    dark = (1.0 - images).amax(dim=1)  # (B, H, W)
+    peak = dark.flatten(1).quantile(quantile, dim=1)[:, None, None]
+    return (dark > 0.5 * peak) & (peak > 0.02)
+
+
+def mask_extent(masks: Tensor) -> Tensor:
+    """(B, H, W) bool -> (B, 2) width and height of each mask's bounding box as fractions of the frame's
+    width and height (0 for an empty mask)."""
+    b, h, w = masks.shape
+    cols, rows = masks.any(dim=1), masks.any(dim=2)  # (B, W), (B, H)
+
+    def span(m: Tensor, n: int) -> Tensor:
+        idx = torch.arange(n, device=m.device)
+        first = torch.where(m, idx, n).amin(dim=1)
+        last = torch.where(m, idx, -1).amax(dim=1)
+        return (last - first + 1).clamp_min(0).float() / n
+
+    return torch.stack([span(cols, w), span(rows, h)], dim=1)
 
 
 def foreground_fraction(images: Tensor, quantile: float = 0.98) -> Tensor:
@@ -54,11 +91,7 @@ def foreground_fraction(images: Tensor, quantile: float = 0.98) -> Tensor:
     counted the prior's samples 1.5x larger than the same objects rendered (0.08), this
     rule 1.0x on ground-truth renders (benchmarks/area_calibration.py).
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-    dark = (1.0 - images).amax(dim=1).flatten(1)  # (B, H*W)
-    peak = dark.quantile(quantile, dim=1, keepdim=True)
-    return ((dark > 0.5 * peak) & (peak > 0.02)).float().mean(dim=1)
+    return foreground_masks(images, quantile).flatten(1).float().mean(dim=1)
 
 
 @dataclass
@@ -71,18 +104,39 @@ class SilhouetteTargets:
     """view word -> standard deviation across its samples (for the record)."""
     samples: int
     """images sampled per view word."""
+    extent: dict[str, tuple[float, float]] | None = None
+    """view word -> median (width, height) of its samples' foreground bounding boxes, as fractions of the
+    frame (None in checkpoints written before it existed)."""
 
     def for_cameras(self, azimuth_deg: Tensor, elevation_deg: Tensor) -> Tensor:
         """(B,) targets for a batch of cameras."""
         return torch.tensor([self.area[view_word(float(a), float(e))] for a, e in zip(azimuth_deg, elevation_deg)])
 
+    def semi_axes(self, distance: float, fov_y_deg: float, bias: float | None = None) -> tuple[float, float, float] | None:
+        """The object's half extents (x, y, z) in world units, from the bounding boxes seen by a camera at
+        ``distance`` with field of view ``fov_y_deg`` (the view words' nominal camera): x and y from the
+        front and back views' width and height, z from the side views' width; divided by ``bias``, the
+        samples' measured over-estimate (EXTENT_BIAS). None without extents."""
+        if self.extent is None:
+            return None
+        bias = EXTENT_BIAS if bias is None else bias
+        frame = 2.0 * distance * math.tan(math.radians(fov_y_deg) / 2.0)  # frame side at the origin, world units
+        half = lambda f: 0.5 * frame * f / bias  # noqa: E731
+        fb = [self.extent[w] for w in ("front", "back")]
+        return (half(sum(e[0] for e in fb) / 2), half(sum(e[1] for e in fb) / 2), half(self.extent["side"][0]))
+
     def to_dict(self) -> dict:
-        return {"area": self.area, "spread": self.spread, "samples": self.samples}
+        d = {"area": self.area, "spread": self.spread, "samples": self.samples}
+        if self.extent is not None:
+            d["extent"] = {k: list(v) for k, v in self.extent.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SilhouetteTargets:
+        extent = d.get("extent")
         return cls({k: float(v) for k, v in d["area"].items()}, {k: float(v) for k, v in d["spread"].items()},
-                   int(d["samples"]))
+                   int(d["samples"]),
+                   None if extent is None else {k: (float(v[0]), float(v[1])) for k, v in extent.items()})
 
 
 def sample_targets(backend, prompt: str, samples: int, seed: int = 0) -> SilhouetteTargets:
@@ -99,13 +153,16 @@ def sample_targets(backend, prompt: str, samples: int, seed: int = 0) -> Silhoue
     except NotImplementedError:
         raise DreamliftError(f"the {backend.name} backend cannot sample images for the area prior; "
                              "pass --area-weight 0") from None
-    frac = foreground_fraction(images.float().cpu()).reshape(len(VIEW_WORDS), samples)
+    masks = foreground_masks(images.float().cpu())
+    frac = masks.flatten(1).float().mean(dim=1).reshape(len(VIEW_WORDS), samples)
+    ext = mask_extent(masks).reshape(len(VIEW_WORDS), samples, 2)
     if not (frac.mean(dim=1) > 0).all():
         raise DreamliftError(f"the {backend.name} backend's samples for {prompt!r} show no object "
                              "(all background); pass --area-weight 0")
     area = {w: float(frac[i].mean()) for i, w in enumerate(VIEW_WORDS)}
     spread = {w: float(frac[i].std()) if samples > 1 else 0.0 for i, w in enumerate(VIEW_WORDS)}
-    return SilhouetteTargets(area, spread, samples)
+    extent = {w: tuple(float(v) for v in ext[i].median(dim=0).values) for i, w in enumerate(VIEW_WORDS)}
+    return SilhouetteTargets(area, spread, samples, extent)
 
 
 def area_loss(opacity: Tensor, target: Tensor, tolerance: float) -> Tensor:

@@ -72,6 +72,11 @@ class Representation(nn.Module, ABC):
         """Adam parameter groups, each with an ``lr_scale`` (its learning rate is the run's lr times it) and
         optionally an ``lr_final``: its own multiplier at the last step, reached exponentially over the run."""
 
+    def start_from(self, silhouettes) -> None:
+        """Called once before the first step of a fresh run (never on resume) with the area prior's
+        :class:`~dreamlift.guidance.silhouette.SilhouetteTargets`, or None without it: a representation may
+        shape its start from them."""
+
     def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
         """Called before step ``step`` renders (progress = step / steps)."""
 

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..render.splat import quaternion_to_matrix, rasterize
 from .base import Representation
-from .gaussians import Gaussians, GaussiansConfig
+from .gaussians import Gaussians, GaussiansConfig, _knn_log_scale
 
 __all__ = ["GaussianScene", "LR_SCALES"]
 
@@ -81,6 +81,26 @@ class GaussianScene(Gaussians, Representation):
 
         write_ply(self, folder / "model.ply")
         return ["model.ply"]
+
+    @torch.no_grad()
+    def start_from(self, silhouettes) -> None:
+        """With ``init_shape`` 'silhouettes', stretch the ball of first centres into the ellipsoid the area
+        prior's samples outline (``SilhouetteTargets.semi_axes`` at the view words' nominal camera), each half
+        axis kept within [0.15, 0.95] of the unit sphere the world's objects fit; the centres stay uniform (a
+        linear map), their sizes follow their new neighbours. No new random numbers: the run's stream is
+        unchanged."""
+        if self.cfg.init_shape != "silhouettes" or silhouettes is None:
+            return
+        from ..render.camera import CameraDistribution
+
+        nominal = CameraDistribution()
+        axes = silhouettes.semi_axes(sum(nominal.distance) / 2, sum(nominal.fov_y_deg) / 2)
+        if axes is None:
+            return
+        stretch = torch.tensor([min(max(a, 0.15), 0.95) for a in axes], dtype=self.means.dtype,
+                               device=self.means.device) / self.cfg.init_radius
+        self.means.mul_(stretch)
+        self.log_scales.copy_(_knn_log_scale(self.means)[:, None].expand_as(self.log_scales))
 
     # ------------------------------------------------------------------ density control
     def after_step(self, step: int, progress: float, optimizer: torch.optim.Optimizer,
