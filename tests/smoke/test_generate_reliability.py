@@ -110,10 +110,13 @@ _REFERENCE: dict = {}
 
 
 # Gaussians small enough for seconds, densifying every 4 steps from step 2 (so a resumed run must carry the
-# densification's statistics and the changed count).
-GAUSSIANS = dict(gaussians=GaussiansConfig(count=800, densify_every=4, densify_from=0.1, densify_until=0.9))
+# densification's statistics and the changed count), started in the area prior's ellipsoid (a resumed run must
+# not stretch its loaded centres again).
+GAUSSIANS = dict(gaussians=GaussiansConfig(count=800, densify_every=4, densify_from=0.1, densify_until=0.9,
+                                           init_shape="silhouettes"))
 GAUSSIAN_ARGS = ["--representation", "gaussians", "--gaussians-count", "800", "--gaussians-densify-every", "4",
-                 "--gaussians-densify-from", "0.1", "--gaussians-densify-until", "0.9"]
+                 "--gaussians-densify-from", "0.1", "--gaussians-densify-until", "0.9",
+                 "--gaussians-init-shape", "silhouettes"]
 
 
 def _reference(tmp_root: Path, area: float, representation: str) -> dict:

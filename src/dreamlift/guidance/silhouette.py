@@ -29,11 +29,12 @@ surface (benchmarks/volume_calibration.py; a soft edge of the density), hence th
 samples.
 
 The same samples also say the object's proportions: the median width and height of their
-foreground's bounding box, per view word (``SilhouetteTargets.extent``). Seen from the view words'
-nominal camera, front and back give the object's width (x) and height (y), side its depth (z):
-``SilhouetteTargets.semi_axes``. 3D Gaussians start in that ellipsoid rather than in a ball
-(``GaussiansConfig.init_shape``), so a long dumbbell or a wide table is not grown out of a ball
-half its length (docs/decisions/gaussians-init-shape.md).
+foreground's bounding box, per view word (``SilhouetteTargets.extent``). Front and back give the
+object's width (x) and height (y), side its depth (z); divided by their geometric mean they are
+``SilhouetteTargets.proportions``, free of the camera's distance and field of view and of the
+prior's size bias. 3D Gaussians may start in the ellipsoid of those proportions with the ball's
+volume (``GaussiansConfig.init_shape``), so a long dumbbell or a flat table is not grown out of a
+ball (docs/decisions/gaussians-init-shape.md).
 """
 
 from __future__ import annotations
@@ -48,12 +49,9 @@ from ..config import DreamliftError
 from ..render.camera import view_word
 
 __all__ = ["VIEW_WORDS", "SilhouetteTargets", "foreground_fraction", "foreground_masks", "mask_extent",
-           "sample_targets", "area_loss", "EXTENT_BIAS"]
+           "sample_targets", "area_loss"]
 
 VIEW_WORDS = ("front", "side", "back", "overhead")
-#: How much larger the built-in prior's samples show an object's extent than the world renders it, seen from
-#: the nominal camera (median over the three axes and calib-v1's 15 prompts, benchmarks/extent_calibration.py).
-EXTENT_BIAS = 1.27
 
 
 def foreground_masks(images: Tensor, quantile: float = 0.98) -> Tensor:
@@ -112,18 +110,22 @@ class SilhouetteTargets:
         """(B,) targets for a batch of cameras."""
         return torch.tensor([self.area[view_word(float(a), float(e))] for a, e in zip(azimuth_deg, elevation_deg)])
 
-    def semi_axes(self, distance: float, fov_y_deg: float, bias: float | None = None) -> tuple[float, float, float] | None:
-        """The object's half extents (x, y, z) in world units, from the bounding boxes seen by a camera at
-        ``distance`` with field of view ``fov_y_deg`` (the view words' nominal camera): x and y from the
-        front and back views' width and height, z from the side views' width; divided by ``bias``, the
-        samples' measured over-estimate (EXTENT_BIAS). None without extents."""
+    def extents(self) -> tuple[float, float, float] | None:
+        """The object's width (x), height (y) and depth (z) as fractions of the frame: x and y from the front
+        and back views' boxes (averaged), z from the side views' width. None without extents."""
         if self.extent is None:
             return None
-        bias = EXTENT_BIAS if bias is None else bias
-        frame = 2.0 * distance * math.tan(math.radians(fov_y_deg) / 2.0)  # frame side at the origin, world units
-        half = lambda f: 0.5 * frame * f / bias  # noqa: E731
         fb = [self.extent[w] for w in ("front", "back")]
-        return (half(sum(e[0] for e in fb) / 2), half(sum(e[1] for e in fb) / 2), half(self.extent["side"][0]))
+        return (sum(e[0] for e in fb) / 2, sum(e[1] for e in fb) / 2, self.extent["side"][0])
+
+    def proportions(self) -> tuple[float, float, float] | None:
+        """:meth:`extents` divided by their geometric mean (their product is 1). None without extents or when
+        a view's samples showed nothing."""
+        ext = self.extents()
+        if ext is None or min(ext) <= 0:
+            return None
+        g = math.prod(ext) ** (1.0 / 3.0)
+        return tuple(e / g for e in ext)
 
     def to_dict(self) -> dict:
         d = {"area": self.area, "spread": self.spread, "samples": self.samples}

@@ -84,21 +84,19 @@ class GaussianScene(Gaussians, Representation):
 
     @torch.no_grad()
     def start_from(self, silhouettes) -> None:
-        """With ``init_shape`` 'silhouettes', stretch the ball of first centres into the ellipsoid the area
-        prior's samples outline (``SilhouetteTargets.semi_axes`` at the view words' nominal camera), each half
-        axis kept within [0.15, 0.95] of the unit sphere the world's objects fit; the centres stay uniform (a
-        linear map), their sizes follow their new neighbours. No new random numbers: the run's stream is
-        unchanged."""
+        """With ``init_shape`` 'silhouettes', stretch the ball of first centres into the ellipsoid of the same
+        volume with the proportions of the area prior's samples (``SilhouetteTargets.proportions``), each half
+        axis kept within [0.15, 0.95] (the world's objects fit the unit sphere). The centres stay uniform (a
+        linear map) and their sizes follow their new neighbours. No random numbers are drawn: the run's
+        stream is unchanged."""
         if self.cfg.init_shape != "silhouettes" or silhouettes is None:
             return
-        from ..render.camera import CameraDistribution
-
-        nominal = CameraDistribution()
-        axes = silhouettes.semi_axes(sum(nominal.distance) / 2, sum(nominal.fov_y_deg) / 2)
-        if axes is None:
+        shape = silhouettes.proportions()
+        if shape is None:
             return
-        stretch = torch.tensor([min(max(a, 0.15), 0.95) for a in axes], dtype=self.means.dtype,
-                               device=self.means.device) / self.cfg.init_radius
+        r = self.cfg.init_radius
+        stretch = torch.tensor([min(max(r * k, 0.15), 0.95) / r for k in shape], dtype=self.means.dtype,
+                               device=self.means.device)
         self.means.mul_(stretch)
         self.log_scales.copy_(_knn_log_scale(self.means)[:, None].expand_as(self.log_scales))
 

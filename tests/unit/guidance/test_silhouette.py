@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from dreamlift.config import DreamliftError
 from dreamlift.diffusion import NoiseSchedule
 from dreamlift.guidance.base import GuidanceBackend
-from dreamlift.guidance.silhouette import (VIEW_WORDS, SilhouetteTargets, area_loss, foreground_fraction,
-                                           sample_targets)
+from dreamlift.guidance.silhouette import (VIEW_WORDS, SilhouetteTargets, area_loss,
+                                           foreground_fraction, foreground_masks, mask_extent, sample_targets)
 
 
 def _disc(radius: float, colour=(0.8, 0.1, 0.1), size: int = 64) -> torch.Tensor:
@@ -120,3 +120,52 @@ def test_backends_that_cannot_sample_or_draw_nothing_give_clear_errors():
         sample_targets(NoSampler(), "a red mug", 2)
     with pytest.raises(DreamliftError, match="positive"):
         sample_targets(SquaresBackend(), "a red mug", 0)
+
+
+def test_mask_extent_is_the_bounding_box_as_fractions_of_the_frame():
+    masks = torch.zeros(3, 20, 40, dtype=torch.bool)
+    masks[0, 5:15, 10:30] = True  # 20 of 40 columns, 10 of 20 rows
+    masks[1, 3, 7] = True  # a single pixel
+    masks[1, 12, 31] = True  # ... and another: the box spans both
+    got = mask_extent(masks)
+    assert got[0].tolist() == pytest.approx([0.5, 0.5])
+    assert got[1].tolist() == pytest.approx([25 / 40, 10 / 20])
+    assert got[2].tolist() == [0.0, 0.0]  # empty
+
+
+def test_extents_come_from_the_samples_and_give_the_objects_proportions():
+    """Rectangles of known size per view word: the extents are their sides (median over samples); x and y come
+    from front and back, z from the side; the proportions are those over their geometric mean."""
+
+    class Boxes(SquaresBackend):
+        BOX = {"front": (16, 8), "back": (12, 8), "side": (4, 8), "overhead": (16, 4)}  # (width, height) px
+
+        def sample_images(self, prompts, n_per_prompt, seed=0):
+            out = torch.ones(len(prompts) * n_per_prompt, 3, 32, 32)
+            for i, p in enumerate(prompts):
+                w, h = self.BOX[p.split(", ")[-1].split()[0]]
+                for j in range(n_per_prompt):  # the median over samples ignores one odd sample
+                    ww = 2 if j == 0 else w
+                    out[i * n_per_prompt + j, :, 10:10 + h, 5:5 + ww] = 0.2
+            return out
+
+    targets = sample_targets(Boxes(), "a red mug", samples=3)
+    for word, (w, h) in Boxes.BOX.items():
+        assert targets.extent[word] == pytest.approx((w / 32, h / 32))
+    assert targets.extents() == pytest.approx((14 / 32, 8 / 32, 4 / 32))  # x: front and back averaged
+    g = (14 * 8 * 4) ** (1 / 3)
+    assert targets.proportions() == pytest.approx((14 / g, 8 / g, 4 / g))
+    assert math.prod(targets.proportions()) == pytest.approx(1.0)
+    assert SilhouetteTargets.from_dict(targets.to_dict()) == targets
+
+
+def test_targets_saved_before_extents_existed_still_load_without_them():
+    old = {"area": {w: 0.1 for w in VIEW_WORDS}, "spread": {w: 0.0 for w in VIEW_WORDS}, "samples": 8}
+    targets = SilhouetteTargets.from_dict(old)
+    assert targets.extent is None and targets.extents() is None and targets.proportions() is None
+    assert targets.to_dict() == old
+
+
+def test_foreground_masks_agree_with_the_fraction():
+    img = torch.cat([_disc(10.0), _disc(5.0, (0.1, 0.1, 0.1))])
+    assert foreground_masks(img).flatten(1).float().mean(1).tolist() == foreground_fraction(img).tolist()

@@ -188,3 +188,46 @@ def test_each_parameter_group_has_its_learning_rate_and_the_positions_theirs_fro
     assert groups["means"]["lr_scale"] == 0.3 and groups["means"]["lr_final"] == 0.05
     for name in set(LR_SCALES) - {"means"}:
         assert groups[name]["lr_scale"] == LR_SCALES[name] and groups[name]["lr_final"] == 1.0
+
+
+def _targets(extent):
+    from dreamlift.guidance.silhouette import SilhouetteTargets
+
+    words = ("front", "side", "back", "overhead")
+    return SilhouetteTargets({w: 0.1 for w in words}, {w: 0.0 for w in words}, 8, extent)
+
+
+@pytest.mark.parametrize("shape", ["ball", "silhouettes"])
+def test_a_fresh_start_takes_the_silhouettes_proportions_at_the_balls_volume(shape):
+    """With init_shape 'silhouettes' the ball of centres is stretched into the ellipsoid of the ball's volume
+    in the area prior's proportions (half axes kept within [0.15, 0.95]), uniform in it, with sizes from the
+    new neighbours; no random numbers are drawn."""
+    from dreamlift.scene.gaussian_scene import GaussianScene
+    from dreamlift.scene.gaussians import _knn_log_scale
+
+    torch.manual_seed(0)
+    scene = GaussianScene(GaussiansConfig(count=4000, init_radius=0.5, init_shape=shape))
+    before = scene.means.detach().clone()
+    # a flat, wide object: width 0.6, height 0.15, depth 0.3 of the frame -> proportions 2 : 0.5 : 1
+    flat = _targets({"front": (0.6, 0.15), "back": (0.6, 0.15), "side": (0.3, 0.2), "overhead": (0.5, 0.5)})
+    expected = torch.tensor([1.0, 0.25, 0.5])  # 0.5 * (2, 0.5, 1): the ball's volume, 0.5^3
+    assert float(expected.prod()) == pytest.approx(0.5**3)
+    rng = torch.get_rng_state()
+    scene.start_from(flat)
+    assert torch.equal(torch.get_rng_state(), rng)
+    m = scene.means.detach()
+    if shape == "ball":
+        assert torch.equal(m, before)
+        return
+    expected[0] = 0.95  # the clamp
+    assert torch.allclose(m, before * expected / 0.5)
+    assert float(((m / expected) ** 2).sum(-1).max()) <= 1 + 1e-5  # inside the ellipsoid ...
+    assert torch.allclose(m.abs().amax(0), expected, rtol=0.05)  # ... and filling it
+    assert torch.equal(scene.log_scales.detach(), _knn_log_scale(m)[:, None].expand(-1, 3))
+    # without the area prior, with targets saved before extents existed, or a view with nothing: the ball stays
+    empty_side = {"front": (0.6, 0.15), "back": (0.6, 0.15), "side": (0.0, 0.0), "overhead": (0.5, 0.5)}
+    for none in (None, _targets(None), _targets(empty_side)):
+        other = GaussianScene(GaussiansConfig(count=50, init_shape=shape))
+        kept = other.means.detach().clone()
+        other.start_from(none)
+        assert torch.equal(other.means.detach(), kept)
