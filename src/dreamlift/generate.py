@@ -365,8 +365,9 @@ class Generator:
         """The objective's one-off setup (the area prior's samples); a resumed run keeps its checkpoint's. A
         fresh run's representation may then shape its start from the area prior's samples."""
         self.objective.prepare()
-        if self.step == 0:
-            self.scene.start_from(getattr(self.objective, "area_targets", None))
+        if self.step == 0 and self.scene.wants_silhouettes:
+            silhouettes = getattr(self.objective, "silhouettes", None)
+            self.scene.start_from(silhouettes() if silhouettes is not None else None)
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:

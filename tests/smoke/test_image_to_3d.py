@@ -59,10 +59,11 @@ def test_image_to_3d_writes_generates_outputs_and_resumes(tiny_prior, mug_png, t
     assert {"reference_rgb", "reference_mask", "sds"} <= set(metrics["final_losses"])
     assert main([*args, "--steps", "5", "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 5
-    # Gaussians and a caption (the text prior's SDS beside the view-conditioned one).
+    # Gaussians started from the silhouettes, and a caption (the text prior's SDS beside the view-conditioned one).
     g = tmp_path / "g"
     assert main(["image-to-3d", str(mug_png), "--out", str(g), "--novel-view-model", str(tiny_prior), *SMALL,
-                 "--steps", "2", "--representation", "gaussians", "--prompt", "a yellow mug"]) == 0
+                 "--steps", "2", "--representation", "gaussians", "--prompt", "a yellow mug",
+                 "--gaussians-init-shape", "silhouettes"]) == 0
     assert (g / "model.ply").is_file() and "text_sds" in json.loads((g / "metrics.json").read_text())["final_losses"]
 
 

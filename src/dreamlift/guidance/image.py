@@ -103,6 +103,28 @@ class ImageObjective:
 
             self.text_backend.freeze_prompts(run_prompts(self.cfg.prompt, self.cfg.sds))
 
+    def silhouettes(self, samples: int = 4):
+        """The object's extents for the Gaussians' start: width and height from the reference's mask (as the
+        front and the back view), depth from the width of the view-conditioned prior's own views at +-90
+        degrees (``samples`` each, DDIM 25 steps, guidance 3, seeded by the run; median over them). None
+        when the side views show nothing."""
+        from ..prior.novel_view import camera_for
+        from .silhouette import SilhouetteTargets, foreground_masks, mask_extent
+
+        front = mask_extent(self.target_mask > 0.5)[0]
+        cams = torch.cat([camera_for(a, 0.0) for a in (90.0, -90.0) for _ in range(samples)])
+        ref = self.reference[None].expand(len(cams), -1, -1, -1)
+        views = self.guidance.prior.sample(ref, cams, self.cfg.prompt or None, steps=25, guidance_scale=3.0,
+                                           seed=self.cfg.seed)
+        side = mask_extent(foreground_masks(views.float().cpu())).median(dim=0).values
+        if float(side[0]) <= 0 or float(front.min()) <= 0:
+            return None
+        words = ("front", "side", "back", "overhead")
+        area = float((self.target_mask > 0.5).float().mean())
+        extent = {"front": tuple(map(float, front)), "back": tuple(map(float, front)),
+                  "side": tuple(map(float, side)), "overhead": tuple(map(float, front))}
+        return SilhouetteTargets({w: area for w in words}, {w: 0.0 for w in words}, 2 * samples, extent)
+
     def state(self) -> dict:
         return {}
 

@@ -49,6 +49,10 @@ class SDSObjective:
 
         self.backend.freeze_prompts(run_prompts(self.cfg.prompt, self.cfg.sds))  # IF: T5 is freed here
 
+    def silhouettes(self):
+        """The area prior's targets (their extents shape the Gaussians' start), None when it is off."""
+        return self.area_targets
+
     def score_model(self, prompts, generator):
         """VSD's fitted denoiser for this step (None: the method needs none)."""
         return None

@@ -72,10 +72,14 @@ class Representation(nn.Module, ABC):
         """Adam parameter groups, each with an ``lr_scale`` (its learning rate is the run's lr times it) and
         optionally an ``lr_final``: its own multiplier at the last step, reached exponentially over the run."""
 
+    #: Whether :meth:`start_from` would use the objective's silhouettes (an objective draws them only if asked).
+    wants_silhouettes = False
+
     def start_from(self, silhouettes) -> None:
-        """Called once before the first step of a fresh run (never on resume) with the area prior's
-        :class:`~dreamlift.guidance.silhouette.SilhouetteTargets`, or None without it: a representation may
-        shape its start from them."""
+        """Called once before the first step of a fresh run (never on resume) when :attr:`wants_silhouettes`,
+        with the objective's :class:`~dreamlift.guidance.silhouette.SilhouetteTargets` (the area prior's
+        samples; image-to-3d: the reference's mask and the view-conditioned prior's side views), or None
+        when it has none: a representation may shape its start from them."""
 
     def before_step(self, step: int, progress: float, generator: torch.Generator) -> None:
         """Called before step ``step`` renders (progress = step / steps)."""

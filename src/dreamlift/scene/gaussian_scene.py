@@ -82,6 +82,10 @@ class GaussianScene(Gaussians, Representation):
         write_ply(self, folder / "model.ply")
         return ["model.ply"]
 
+    @property
+    def wants_silhouettes(self) -> bool:
+        return self.cfg.init_shape == "silhouettes"
+
     @torch.no_grad()
     def start_from(self, silhouettes) -> None:
         """With ``init_shape`` 'silhouettes', stretch the ball of first centres into the ellipsoid of the same

@@ -169,3 +169,40 @@ def test_targets_saved_before_extents_existed_still_load_without_them():
 def test_foreground_masks_agree_with_the_fraction():
     img = torch.cat([_disc(10.0), _disc(5.0, (0.1, 0.1, 0.1))])
     assert foreground_masks(img).flatten(1).float().mean(1).tolist() == foreground_fraction(img).tolist()
+
+
+def test_image_to_3d_takes_width_and_height_from_the_mask_and_depth_from_the_priors_side_views():
+    """ImageObjective.silhouettes: the reference mask's box is the front (and back); the view-conditioned
+    prior's views at +-90 degrees, asked once with the run's seed and caption, give the depth (their median
+    width); proportions follow."""
+    from types import SimpleNamespace
+
+    from dreamlift.guidance.image import ImageObjective
+
+    asked = []
+
+    class Prior:
+        def sample(self, reference, camera, prompt=None, steps=50, guidance_scale=3.0, seed=0):
+            asked.append((tuple(reference.shape), camera.clone(), prompt, steps, guidance_scale, seed))
+            out = torch.ones(len(camera), 3, 16, 16)
+            for i in range(len(camera)):
+                out[i, :, 4:12, 2:2 + (4 if i != 3 else 12)] = 0.3  # one odd sample: the median ignores it
+            return out
+
+    guidance = SimpleNamespace(device=torch.device("cpu"), resolution=16, prior=Prior(), encode_text=lambda p: p)
+    cfg = SimpleNamespace(text_weight=0.0, prompt="", ref_azimuth=0.0, ref_elevation=15.0, ref_distance=3.3,
+                          ref_fov=45.0, seed=7)
+    mask = torch.zeros(32, 32)
+    mask[8:24, 4:28] = 1.0  # 24 wide, 16 tall of 32
+    reference = SimpleNamespace(rgb=torch.ones(3, 16, 16))
+    full = SimpleNamespace(rgb=torch.ones(3, 32, 32), mask=mask)
+    objective = ImageObjective(cfg, guidance, reference, full)
+    targets = objective.silhouettes(samples=3)
+    (shape, cams, prompt, steps, scale, seed), = asked
+    assert shape == (6, 3, 16, 16) and prompt is None and seed == 7 and (steps, scale) == (25, 3.0)
+    assert torch.allclose(cams[:3], cams[0].expand(3, -1)) and torch.allclose(cams[3:], cams[3].expand(3, -1))
+    assert cams[0, 1] == pytest.approx(1.0) and cams[3, 1] == pytest.approx(-1.0)  # sin of +90 and -90 degrees
+    assert targets.extent["front"] == targets.extent["back"] == pytest.approx((24 / 32, 16 / 32))
+    assert targets.extent["side"][0] == pytest.approx(4 / 16)
+    g = (0.75 * 0.5 * 0.25) ** (1 / 3)
+    assert targets.proportions() == pytest.approx((0.75 / g, 0.5 / g, 0.25 / g))
