@@ -72,6 +72,9 @@ def main() -> None:
         lines.append(f"| {p} | " + " | ".join(f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in vals) + " |")
     for name, fn in (("median", statistics.median), ("mean", statistics.fmean)):
         lines.append(f"| **{name}** | " + " | ".join(f"{fn(d.values()):.3f}" for d in iou) + " |")
+    chamfer = [[p["chamfer"] for p in r["prompts"] if p.get("chamfer") is not None] for r in runs]
+    lines.append("| **Chamfer, median** | " + " | ".join(f"{statistics.median(c):.4f}" if c else "—" for c in chamfer)
+                 + " |")
     secs = [[p["generate_seconds"] for p in r["prompts"] if p.get("generate_seconds") is not None] for r in runs]
     lines.append("| **generate s, median (max)** | " + " | ".join(
         f"{statistics.median(t):.0f} ({max(t):.0f})" if t else "—" for t in secs) + " |")

@@ -83,6 +83,9 @@ DEFAULT_AREA_WEIGHT = {"builtin": 100.0, "stable-diffusion": 0.0, "deepfloyd-if"
 # a NeRF's density and the Gaussians' sum of opacity-weighted kernels are different units
 # (docs/decisions/surface-level.md).
 DEFAULT_SURFACE_DENSITY = {"nerf": 1.0, "gaussians": 0.35}
+# Where text-to-3D's Gaussians start: DreamGaussian's ball. The silhouettes' ellipsoid raised core-v1's IoU a
+# little but its Janus rate more (docs/decisions/gaussians-init-shape.md); image-to-3d starts from silhouettes.
+DEFAULT_INIT_SHAPE = "ball"
 # The NeRF's density bias (lambda, c) when the area prior holds the size: weak and wide, so tall and wide
 # objects are not squashed into a ball (docs/BENCHMARKS.md, sections sds-blob and sds-area).
 AREA_PRIOR_BLOB = (2.0, 1.0)
@@ -183,8 +186,10 @@ class GenerateConfig:
         anneal = self.sds.t_anneal == "on" or (self.sds.t_anneal == "auto" and self.backend == "builtin")
         sds = replace(self.sds, guidance_scale=guidance, t_max_final=self.sds.t_max_final if anneal else None)
         surface = self.surface_density if self.surface_density is not None else DEFAULT_SURFACE_DENSITY[self.representation]
+        gaussians = self.gaussians if self.gaussians.init_shape is not None else replace(
+            self.gaussians, init_shape=DEFAULT_INIT_SHAPE)
         cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=sds,
-                      area_weight=area, nerf=nerf, surface_density=surface, **values)
+                      area_weight=area, nerf=nerf, surface_density=surface, gaussians=gaussians, **values)
         cfg.validate()
         return cfg
 

@@ -22,6 +22,26 @@ def test_the_surface_level_is_image_to_3ds_own_unless_given(tmp_path, representa
     assert got == DEFAULT_SURFACE_DENSITY[representation] == {"nerf": 1.0, "gaussians": 0.35}[representation]
 
 
+def test_the_gaussians_start_from_silhouettes_in_image_to_3d_and_from_the_ball_in_generate(tmp_path):
+    from dataclasses import replace
+
+    from dreamlift.generate import DEFAULT_INIT_SHAPE
+    from dreamlift.image_to_3d import IMAGE_INIT_SHAPE
+    from dreamlift.scene.gaussians import GaussiansConfig
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(b"")
+    assert (IMAGE_INIT_SHAPE, DEFAULT_INIT_SHAPE) == ("silhouettes", "ball")
+    assert GaussiansConfig().init_shape is None  # unset: each command fills in its own
+    image_cfg = ImageTo3DConfig(image=image, representation="gaussians")
+    assert image_cfg.resolved().gaussians.init_shape == "silhouettes"
+    assert GenerateConfig(prompt="a red mug", representation="gaussians").resolved().gaussians.init_shape == "ball"
+    for shape in ("ball", "silhouettes"):  # a given choice is kept by both commands
+        g = GaussiansConfig(init_shape=shape)
+        assert replace(image_cfg, gaussians=g).resolved().gaussians.init_shape == shape
+        assert GenerateConfig(prompt="a red mug", gaussians=g).resolved().gaussians.init_shape == shape
+
+
 def test_the_help_states_image_to_3ds_default(capsys):
     with pytest.raises(SystemExit):
         main(["image-to-3d", "--help"])

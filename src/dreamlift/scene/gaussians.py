@@ -53,10 +53,11 @@ class GaussiansConfig:
     sh_degree: int = option(0, "spherical-harmonic degree of the colour, 0 (one colour) to 3", low=0,
                             high=3)
     init_radius: float = option(0.5, "radius of the ball the first centres fill, world units")
-    init_shape: Literal["ball", "silhouettes"] = option(
-        "ball", "where the first centres lie: the ball of --gaussians-init-radius, or 'silhouettes': an "
-                "ellipsoid of the ball's volume in the proportions of the area prior's samples (the ball "
-                "without the area prior)")
+    init_shape: Literal["ball", "silhouettes"] | None = option(
+        None, "where the first centres lie: the ball of --gaussians-init-radius, or 'silhouettes': an ellipsoid "
+              "of the ball's volume in the object's proportions, from the area prior's samples (image-to-3d: "
+              "the reference's mask and the prior's side views; the ball without them) (default: ball for "
+              "generate, silhouettes for image-to-3d)")
     init_opacity: float = option(0.1, "opacity of every Gaussian at the start, in (0, 1)")
     densify_every: int = option(50, "steps between densification and pruning", low=1)
     densify_from: float = option(0.1, "fraction of the run at which densification starts", low=0, high=1)
