@@ -368,7 +368,8 @@ class Generator:
 
     def prepare(self) -> None:
         """The objective's one-off setup (the area prior's samples); a resumed run keeps its checkpoint's. A
-        fresh run's representation may then shape its start from the area prior's samples."""
+        fresh run's representation that asks for them then gets the objective's silhouettes to shape its start
+        (``Representation.start_from``)."""
         self.objective.prepare()
         if self.step == 0 and self.scene.wants_silhouettes:
             silhouettes = getattr(self.objective, "silhouettes", None)

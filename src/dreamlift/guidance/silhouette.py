@@ -67,7 +67,7 @@ def foreground_masks(images: Tensor, quantile: float = 0.98) -> Tensor:
 def mask_extent(masks: Tensor) -> Tensor:
     """(B, H, W) bool -> (B, 2) width and height of each mask's bounding box as fractions of the frame's
     width and height (0 for an empty mask)."""
-    b, h, w = masks.shape
+    _, h, w = masks.shape
     cols, rows = masks.any(dim=1), masks.any(dim=2)  # (B, W), (B, H)
 
     def span(m: Tensor, n: int) -> Tensor:
