@@ -8,7 +8,7 @@ word's foreground; ``SilhouetteTargets.extents`` reads the object's width (x, fr
 (y, front and back) and depth (z, side views) from them, and ``proportions`` divides those by their
 geometric mean. The 3D Gaussians' start takes those proportions at the ball's volume
 (``--gaussians-init-shape silhouettes``). This compares them with the truth: half the sides of the world
-object's bounding box (its occupancy on a 96^3 grid in [-1, 1]^3), as sizes (the extents seen by the view
+object's bounding box (its occupancy at the voxel centres of a 96^3 grid in [-1, 1]^3), as sizes (the extents seen by the view
 words' nominal camera, distance 3.3 and field of view 45 degrees, against the true half sides) and as
 proportions (both divided by their geometric mean). Suite calib-v1 by default (every category in a colour
 core-v1 does not pair with it); nothing here enters a score.
@@ -27,20 +27,15 @@ from report import write_section
 
 from dreamlift.evaluate.suite import get_suite
 from dreamlift.guidance.backends import load_backend
-from dreamlift.guidance.silhouette import sample_targets
+from dreamlift.evaluate.metrics import occupancy_grid
+from dreamlift.guidance.silhouette import sample_targets, unit_proportions
 from dreamlift.render.camera import CameraDistribution
 
 
 def true_half_extents(obj, resolution: int = 96) -> list[float]:
-    g = torch.linspace(-1, 1, resolution)
-    points = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-    inside = points[obj.occupancy(points)]
-    return (0.5 * (inside.amax(0) - inside.amin(0))).tolist()
-
-
-def _unit(v):
-    g = math.prod(v) ** (1 / 3)
-    return [x / g for x in v]
+    """Half the sides of the box round the voxel centres inside ``obj`` (``occupancy_grid``, [x, y, z])."""
+    inside = occupancy_grid(obj.occupancy, resolution).nonzero().float()  # (N, 3) voxel indices
+    return (0.5 * (inside.amax(0) - inside.amin(0)) * (2.0 / resolution)).tolist()
 
 
 def main() -> None:
@@ -61,7 +56,7 @@ def main() -> None:
         targets = sample_targets(backend, p.prompt, args.samples, args.seed)
         est = [0.5 * frame * e for e in targets.extents()]
         true = true_half_extents(p.world_object())
-        shape, true_shape = list(targets.proportions()), _unit(true)
+        shape, true_shape = list(targets.proportions()), list(unit_proportions(true))
         size = [e / t for e, t in zip(est, true)]
         shape_ratio = [s / t for s, t in zip(shape, true_shape)]
         size_ratios.extend(size)

@@ -109,9 +109,10 @@ class ImageObjective:
         degrees (``samples`` each, DDIM 25 steps, guidance 3, seeded by the run; median over them). None
         when the side views show nothing."""
         from ..prior.novel_view import camera_for
-        from .silhouette import SilhouetteTargets, foreground_masks, mask_extent
+        from .silhouette import VIEW_WORDS, SilhouetteTargets, foreground_masks, mask_extent
 
-        front = mask_extent(self.target_mask > 0.5)[0]
+        mask = self.target_mask > 0.5
+        front = mask_extent(mask)[0]
         cams = torch.cat([camera_for(a, 0.0) for a in (90.0, -90.0) for _ in range(samples)])
         ref = self.reference[None].expand(len(cams), -1, -1, -1)
         views = self.guidance.prior.sample(ref, cams, self.cfg.prompt or None, steps=25, guidance_scale=3.0,
@@ -119,11 +120,9 @@ class ImageObjective:
         side = mask_extent(foreground_masks(views.float().cpu())).median(dim=0).values
         if float(side[0]) <= 0 or float(front.min()) <= 0:
             return None
-        words = ("front", "side", "back", "overhead")
-        area = float((self.target_mask > 0.5).float().mean())
-        extent = {"front": tuple(map(float, front)), "back": tuple(map(float, front)),
-                  "side": tuple(map(float, side)), "overhead": tuple(map(float, front))}
-        return SilhouetteTargets({w: area for w in words}, {w: 0.0 for w in words}, 2 * samples, extent)
+        area = float(mask.float().mean())
+        extent = {w: tuple(map(float, side if w == "side" else front)) for w in VIEW_WORDS}
+        return SilhouetteTargets({w: area for w in VIEW_WORDS}, {w: 0.0 for w in VIEW_WORDS}, 2 * samples, extent)
 
     def state(self) -> dict:
         return {}

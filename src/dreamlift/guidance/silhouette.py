@@ -49,7 +49,7 @@ from ..config import DreamliftError
 from ..render.camera import view_word
 
 __all__ = ["VIEW_WORDS", "SilhouetteTargets", "foreground_fraction", "foreground_masks", "mask_extent",
-           "sample_targets", "area_loss"]
+           "unit_proportions", "sample_targets", "area_loss"]
 
 VIEW_WORDS = ("front", "side", "back", "overhead")
 
@@ -62,6 +62,12 @@ def foreground_masks(images: Tensor, quantile: float = 0.98) -> Tensor:
     dark = (1.0 - images).amax(dim=1)  # (B, H, W)
     peak = dark.flatten(1).quantile(quantile, dim=1)[:, None, None]
     return (dark > 0.5 * peak) & (peak > 0.02)
+
+
+def unit_proportions(extents) -> tuple[float, ...]:
+    """Positive extents divided by their geometric mean (their product is 1)."""
+    g = math.prod(extents) ** (1.0 / len(extents))
+    return tuple(e / g for e in extents)
 
 
 def mask_extent(masks: Tensor) -> Tensor:
@@ -122,10 +128,7 @@ class SilhouetteTargets:
         """:meth:`extents` divided by their geometric mean (their product is 1). None without extents or when
         a view's samples showed nothing."""
         ext = self.extents()
-        if ext is None or min(ext) <= 0:
-            return None
-        g = math.prod(ext) ** (1.0 / 3.0)
-        return tuple(e / g for e in ext)
+        return None if ext is None or min(ext) <= 0 else unit_proportions(ext)
 
     def to_dict(self) -> dict:
         d = {"area": self.area, "spread": self.spread, "samples": self.samples}
