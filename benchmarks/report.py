@@ -11,6 +11,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -40,10 +41,31 @@ def machine() -> str:
             f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
 
 
+#: Options whose value is prose printed in the section itself; the recorded command points there instead.
+PROSE_OPTIONS = ("--note",)
+
+
+def recorded_command(script: str, args: list[str]) -> str:
+    """The command as a shell would take it (arguments quoted), with prose options' values replaced by a pointer
+    to the paragraph they became: a recorded command stays a command, not a write-up."""
+    shown, skip = [], False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in PROSE_OPTIONS:
+            shown += [name, "<the paragraph under the table>"]
+            skip = "=" not in arg and i + 1 < len(args)
+        else:
+            shown.append(arg)
+    return shlex.join(["python", script, *shown])
+
+
 def run_stamp() -> dict:
     """This process's command (as run from the repository root), machine, date and commit."""
     script = Path(sys.argv[0]).resolve().relative_to(ROOT)
-    return {"command": " ".join(["python", str(script), *sys.argv[1:]]), "machine": machine(),
+    return {"command": recorded_command(str(script), sys.argv[1:]), "machine": machine(),
             "date": datetime.date.today().isoformat(), "commit": git_rev()}
 
 

@@ -75,3 +75,16 @@ def test_write_section_replaces_one_section_and_adds_a_new_one_before_the_list(r
     rows = {row.split(" | ")[0][2:]: row.split(" | ")[2].rstrip(" |") for row in _commit_rows(doc)}
     assert rows == {"aaaaaaa": "speed", "ccccccc": "world, demo2d"}
     assert '"commit": "ccccccc"' in (report.JSON_DIR / "world.json").read_text()
+
+
+def test_a_recorded_command_quotes_its_arguments_and_leaves_the_note_to_the_section(report):
+    import shlex
+
+    args = ["results/a", "--title", "Suite core-v1: two runs", "--note", "A paragraph, with 'quotes' and (x).",
+            "--section", "s"]
+    line = report.recorded_command("benchmarks/compare_runs.py", args)
+    assert "A paragraph" not in line
+    assert shlex.split(line) == ["python", "benchmarks/compare_runs.py", "results/a", "--title",
+                                 "Suite core-v1: two runs", "--note", "<the paragraph under the table>", "--section", "s"]
+    assert shlex.split(report.recorded_command("b.py", ["--note=prose here", "--jobs", "2"]))[2:] == [
+        "--note", "<the paragraph under the table>", "--jobs", "2"]
