@@ -86,6 +86,10 @@ DEFAULT_SURFACE_DENSITY = {"nerf": 1.0, "gaussians": 0.35}
 # Where text-to-3D's Gaussians start: DreamGaussian's ball. The silhouettes' ellipsoid raised core-v1's IoU a
 # little but its Janus rate more (docs/decisions/gaussians-init-shape.md); image-to-3d starts from silhouettes.
 DEFAULT_INIT_SHAPE = "ball"
+# The rate of text-to-3D's Gaussian positions relative to --lr: 60x DreamGaussian's 0.1. With Adam a centre moves
+# about the rate per step at most, so at 0.1 no Gaussian could travel more than ~0.13 world units in a whole run
+# and the shapes stayed near the first ball (docs/decisions/gaussians-position-lr.md). Image-to-3d keeps 0.1.
+DEFAULT_POSITION_LR_SCALE = 6.0
 # The NeRF's density bias (lambda, c) when the area prior holds the size: weak and wide, so tall and wide
 # objects are not squashed into a ball (docs/BENCHMARKS.md, sections sds-blob and sds-area).
 AREA_PRIOR_BLOB = (2.0, 1.0)
@@ -188,6 +192,8 @@ class GenerateConfig:
         surface = self.surface_density if self.surface_density is not None else DEFAULT_SURFACE_DENSITY[self.representation]
         gaussians = self.gaussians if self.gaussians.init_shape is not None else replace(
             self.gaussians, init_shape=DEFAULT_INIT_SHAPE)
+        if gaussians.position_lr_scale is None:
+            gaussians = replace(gaussians, position_lr_scale=DEFAULT_POSITION_LR_SCALE)
         cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=sds,
                       area_weight=area, nerf=nerf, surface_density=surface, gaussians=gaussians, **values)
         cfg.validate()

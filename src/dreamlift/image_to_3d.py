@@ -28,6 +28,9 @@ DEFAULT_REFERENCE = (0.0, 15.0, 3.3, 45.0)
 # Where the Gaussians start: the ellipsoid of the reference's silhouette and the prior's side views (suite
 # image-v1: docs/decisions/gaussians-init-shape.md).
 IMAGE_INIT_SHAPE = "silhouettes"
+# The Gaussians' position rate relative to --lr: DreamGaussian's. Generate's 6 was chosen on text-to-3D only and
+# was not measured on image-v1 (docs/decisions/gaussians-position-lr.md).
+IMAGE_POSITION_LR_SCALE = 0.1
 # The surface level of both representations. The reference losses make solid, opaque Gaussians (suite image-v1:
 # 0.99 of the true volume inside level 1), not the semi-transparent shells of text-to-3D that generate's 0.35
 # is for (docs/decisions/surface-level.md).
@@ -78,12 +81,15 @@ class ImageTo3DConfig(GenerateConfig):
         if self.preset not in ("fast", "quality"):
             raise DreamliftError(f"--preset {self.preset} is for a text backend; use fast or quality")
         out = self.out if self.out is not None else Path("outputs") / output_slug(self.image)
+        gaussians = self.gaussians if self.gaussians.init_shape is not None else replace(
+            self.gaussians, init_shape=IMAGE_INIT_SHAPE)
+        if gaussians.position_lr_scale is None:
+            gaussians = replace(gaussians, position_lr_scale=IMAGE_POSITION_LR_SCALE)
         base = replace(self, prompt=self.prompt.strip() or "an object", out=out,
                        guidance=self.guidance if self.guidance is not None else 5.0,
                        area_weight=0.0 if self.area_weight is None else self.area_weight,
                        surface_density=IMAGE_SURFACE_DENSITY if self.surface_density is None else self.surface_density,
-                       gaussians=self.gaussians if self.gaussians.init_shape is not None else replace(
-                           self.gaussians, init_shape=IMAGE_INIT_SHAPE))
+                       gaussians=gaussians)
         cfg = GenerateConfig.resolved(base)  # the preset's values, checked
         text_sds = replace(cfg.sds, guidance_scale=20.0)  # the text prior's own default scale (generate's)
         return replace(cfg, prompt=self.prompt.strip(), text_sds=text_sds)

@@ -42,6 +42,28 @@ def test_the_gaussians_start_from_silhouettes_in_image_to_3d_and_from_the_ball_i
         assert GenerateConfig(prompt="a red mug", gaussians=g).resolved().gaussians.init_shape == shape
 
 
+def test_the_gaussians_positions_move_at_each_commands_own_rate(tmp_path):
+    """Generate's positions get 6x --lr, image-to-3d's keep DreamGaussian's 0.1x; a given rate is kept by both,
+    and a checkpoint's resolved config holds the number."""
+    from dataclasses import replace
+
+    from dreamlift.generate import DEFAULT_POSITION_LR_SCALE
+    from dreamlift.image_to_3d import IMAGE_POSITION_LR_SCALE
+    from dreamlift.scene.gaussians import GaussiansConfig
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(b"")
+    assert (DEFAULT_POSITION_LR_SCALE, IMAGE_POSITION_LR_SCALE) == (6.0, 0.1)
+    assert GaussiansConfig().position_lr_scale is None  # unset: each command fills in its own
+    image_cfg = ImageTo3DConfig(image=image, representation="gaussians")
+    assert image_cfg.resolved().gaussians.position_lr_scale == 0.1
+    assert GenerateConfig(prompt="a red mug", representation="gaussians").resolved().gaussians.position_lr_scale == 6.0
+    for rate in (0.1, 2.5):
+        g = GaussiansConfig(position_lr_scale=rate)
+        assert replace(image_cfg, gaussians=g).resolved().gaussians.position_lr_scale == rate
+        assert GenerateConfig(prompt="a red mug", gaussians=g).resolved().gaussians.position_lr_scale == rate
+
+
 def test_the_help_states_image_to_3ds_default(capsys):
     with pytest.raises(SystemExit):
         main(["image-to-3d", "--help"])

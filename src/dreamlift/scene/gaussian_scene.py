@@ -72,7 +72,8 @@ class GaussianScene(Gaussians, Representation):
                          shading, background, want_normals, textureless_albedo, on_projection=keep)
 
     def param_groups(self) -> list[dict]:
-        scales = {**LR_SCALES, "means": self.cfg.position_lr_scale}
+        position = self.cfg.position_lr_scale  # unset outside the commands: DreamGaussian's rate
+        scales = {**LR_SCALES, "means": LR_SCALES["means"] if position is None else position}
         return [{"params": [getattr(self, name)], "lr_scale": scales[name], "name": name,
                  "lr_final": self.cfg.position_lr_final if name == "means" else 1.0} for name in _PARAMS]
 

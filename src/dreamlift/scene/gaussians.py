@@ -73,7 +73,9 @@ class GaussiansConfig:
     max_count: int = option(20000, "hard cap on the number of Gaussians", low=1)
     filter_scale: float = option(0.047, "sd of the 3D filter that widens every Gaussian in the outputs, world "
                                         "units (0: none)", low=0)
-    position_lr_scale: float = option(0.1, "the positions' learning rate relative to --lr", low=1e-6, high=100)
+    position_lr_scale: float | None = option(
+        None, "the positions' learning rate relative to --lr (default: 6 for generate, 0.1 for image-to-3d)",
+        low=1e-6, high=100)
     position_lr_final: float = option(0.02, "the positions' learning rate at the last step relative to the first "
                                             "(exponential decay)",
                                       low=1e-6, high=1)

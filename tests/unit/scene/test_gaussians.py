@@ -188,6 +188,9 @@ def test_each_parameter_group_has_its_learning_rate_and_the_positions_theirs_fro
     assert groups["means"]["lr_scale"] == 0.3 and groups["means"]["lr_final"] == 0.05
     for name in set(LR_SCALES) - {"means"}:
         assert groups[name]["lr_scale"] == LR_SCALES[name] and groups[name]["lr_final"] == 1.0
+    # a scene built outside the commands, its position rate unset, takes DreamGaussian's 0.001 at lr 0.01
+    unset = {g["name"]: g for g in GaussianScene(GaussiansConfig(count=8)).param_groups()}
+    assert unset["means"]["lr_scale"] == LR_SCALES["means"] == 0.1
 
 
 def _targets(extent):
