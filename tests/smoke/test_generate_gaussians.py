@@ -39,9 +39,10 @@ def test_gaussians_write_a_standard_ply_a_mesh_and_a_checkpoint(tmp_path, capsys
     # the file holds the Gaussians as rendered: each scale widened by the 3D filter (0.047 by default)
     filtered = 0.5 * np.log(np.exp(2 * state["field"]["log_scales"].numpy()) + 0.047**2)
     np.testing.assert_allclose(np.stack([vertex[f"scale_{i}"] for i in range(3)], -1), filtered, rtol=1e-5)
-    # positions' learning rate decays to 0.02x over the run, the others keep theirs (last set at step 7 of 8)
+    # positions' learning rate (generate's 6x --lr) decays to 0.02x over the run, the others keep theirs (last set
+    # at step 7 of 8)
     lrs = {g["name"]: g["lr"] for g in state["optimizer"]["param_groups"]}
-    assert lrs["means"] == pytest.approx(0.01 * 0.1 * 0.02 ** (7 / 8)) and lrs["sh"] == pytest.approx(0.01)
+    assert lrs["means"] == pytest.approx(0.01 * 6.0 * 0.02 ** (7 / 8)) and lrs["sh"] == pytest.approx(0.01)
     (glb,) = trimesh.load(out / "model.glb").geometry.values()
     assert len(glb.faces) > 100
     cfg = json.loads((out / "config.json").read_text())
