@@ -88,7 +88,7 @@ DEFAULT_SURFACE_DENSITY = {"nerf": 1.0, "gaussians": 0.35}
 DEFAULT_INIT_SHAPE = "ball"
 # The rate of text-to-3D's Gaussian positions relative to --lr: 60x DreamGaussian's 0.1. With Adam a centre moves
 # about the rate per step at most, so at 0.1 no Gaussian could travel more than ~0.13 world units in a whole run
-# and the shapes stayed near the first ball (docs/decisions/gaussians-position-lr.md). Image-to-3d keeps 0.1.
+# and the shapes stayed near the first ball (docs/decisions/gaussians-position-lr.md). Image-to-3d keeps 0.1 (it tied there).
 DEFAULT_POSITION_LR_SCALE = 6.0
 # The NeRF's density bias (lambda, c) when the area prior holds the size: weak and wide, so tall and wide
 # objects are not squashed into a ball (docs/BENCHMARKS.md, sections sds-blob and sds-area).
