@@ -25,9 +25,9 @@ import torch
 
 from report import write_section
 
+from dreamlift.evaluate.metrics import occupancy_grid
 from dreamlift.evaluate.suite import get_suite
 from dreamlift.guidance.backends import load_backend
-from dreamlift.evaluate.metrics import occupancy_grid
 from dreamlift.guidance.silhouette import sample_targets, unit_proportions
 from dreamlift.render.camera import CameraDistribution
 

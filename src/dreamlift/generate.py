@@ -190,10 +190,7 @@ class GenerateConfig:
         anneal = self.sds.t_anneal == "on" or (self.sds.t_anneal == "auto" and self.backend == "builtin")
         sds = replace(self.sds, guidance_scale=guidance, t_max_final=self.sds.t_max_final if anneal else None)
         surface = self.surface_density if self.surface_density is not None else DEFAULT_SURFACE_DENSITY[self.representation]
-        gaussians = self.gaussians if self.gaussians.init_shape is not None else replace(
-            self.gaussians, init_shape=DEFAULT_INIT_SHAPE)
-        if gaussians.position_lr_scale is None:
-            gaussians = replace(gaussians, position_lr_scale=DEFAULT_POSITION_LR_SCALE)
+        gaussians = self.gaussians.filled(init_shape=DEFAULT_INIT_SHAPE, position_lr_scale=DEFAULT_POSITION_LR_SCALE)
         cfg = replace(self, prompt=prompt, out=out, guidance=guidance, sds=sds,
                       area_weight=area, nerf=nerf, surface_density=surface, gaussians=gaussians, **values)
         cfg.validate()

@@ -82,15 +82,12 @@ class ImageTo3DConfig(GenerateConfig):
         if self.preset not in ("fast", "quality"):
             raise DreamliftError(f"--preset {self.preset} is for a text backend; use fast or quality")
         out = self.out if self.out is not None else Path("outputs") / output_slug(self.image)
-        gaussians = self.gaussians if self.gaussians.init_shape is not None else replace(
-            self.gaussians, init_shape=IMAGE_INIT_SHAPE)
-        if gaussians.position_lr_scale is None:
-            gaussians = replace(gaussians, position_lr_scale=IMAGE_POSITION_LR_SCALE)
         base = replace(self, prompt=self.prompt.strip() or "an object", out=out,
                        guidance=self.guidance if self.guidance is not None else 5.0,
                        area_weight=0.0 if self.area_weight is None else self.area_weight,
                        surface_density=IMAGE_SURFACE_DENSITY if self.surface_density is None else self.surface_density,
-                       gaussians=gaussians)
+                       gaussians=self.gaussians.filled(init_shape=IMAGE_INIT_SHAPE,
+                                                       position_lr_scale=IMAGE_POSITION_LR_SCALE))
         cfg = GenerateConfig.resolved(base)  # the preset's values, checked
         text_sds = replace(cfg.sds, guidance_scale=20.0)  # the text prior's own default scale (generate's)
         return replace(cfg, prompt=self.prompt.strip(), text_sds=text_sds)

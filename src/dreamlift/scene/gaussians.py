@@ -27,7 +27,7 @@ found through a uniform grid of cells, never a dense points x Gaussians table.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -79,6 +79,11 @@ class GaussiansConfig:
     position_lr_final: float = option(0.02, "the positions' learning rate at the last step relative to the first "
                                             "(exponential decay)",
                                       low=1e-6, high=1)
+
+    def filled(self, **defaults) -> GaussiansConfig:
+        """This config with each unset (None) field in ``defaults`` set to its value there: a command's own defaults
+        (``init_shape``, ``position_lr_scale``) that a value given by the user overrides."""
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def validate(self) -> None:
         if self.count < 1:
