@@ -12,7 +12,8 @@ distribution:
 - detector on renders: ``foreground_fraction`` on the same renders' pixels (does the
   detector measure the mask?);
 - prior samples: ``foreground_fraction`` on the prior's samples for the same view-dependent
-  prompts, as the area prior samples them (``sample_images``: DDIM 25 steps, guidance 3).
+  prompts, as the area prior samples them (``sample_images``: DDIM 25 steps at the time of the recorded section, 10 since
+  benchmarks/area_sample_steps.py; guidance 3).
 
 The median ratio prior / true is the calibration the area prior divides out (its option
 ``area_scale`` is about its reciprocal). Nothing here enters a score: the suite's pairs are

@@ -147,7 +147,7 @@ class GenerateConfig:
     area_samples: int = option(8, "prior samples per view word for the area targets", group="the area prior", low=1, high=256)
     area_tolerance: float = option(0.2, "no area loss while area / target is within 1 +- this", group="the area prior",
                                    low=0, high=0.99)
-    area_scale: float = option(0.67, "area targets: the samples' measured area times this", group="the area prior", low=1e-3, high=10)
+    area_scale: float = option(0.62, "area targets: the samples' measured area times this", group="the area prior", low=1e-3, high=10)
     blob_fade: float = option(0.0, "fraction of the run over which the NeRF's density bias fades to zero (0: it "
                                    "stays)", group="expert: the NeRF", low=0, high=1)
     occupancy_every: int = option(16, "steps between updates of the NeRF's occupancy grid", group="expert: the NeRF", low=1)

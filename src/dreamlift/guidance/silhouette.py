@@ -24,9 +24,10 @@ view word. ``area_scale`` corrects measured biases, both calibrated on suite cal
 (objects the evaluation suite never scores): at guidance 3 the shipped prior draws objects
 about 1.22x larger in area than the world renders them (benchmarks/area_calibration.py), and
 with that divided out the finished NeRFs were still 1.30x the true volume at the scored
-surface (benchmarks/volume_calibration.py; a soft edge of the density), hence the default
-0.8 / 1.30^(2/3) = 0.67. Per prompt, nothing here uses ground truth: only the backend's own
-samples.
+surface (benchmarks/volume_calibration.py; a soft edge of the density), hence 0.8 / 1.30^(2/3)
+= 0.67 for samples of 25 DDIM steps. The built-in backend now samples 10 steps, which draw the
+same silhouettes 1.08x larger in area (benchmarks/area_sample_steps.py), so the default is
+0.67 / 1.08 = 0.62. Per prompt, nothing here uses ground truth: only the backend's own samples.
 
 The same samples also say the object's proportions: the median width and height of their
 foreground's bounding box, per view word (``SilhouetteTargets.extent``). Front and back give the
@@ -49,7 +50,7 @@ from ..config import DreamliftError
 from ..render.camera import view_word
 
 __all__ = ["VIEW_WORDS", "SilhouetteTargets", "foreground_fraction", "foreground_masks", "mask_extent",
-           "unit_proportions", "sample_targets", "area_loss"]
+           "unit_proportions", "sample_targets", "measure_targets", "area_loss"]
 
 VIEW_WORDS = ("front", "side", "back", "overhead")
 
@@ -158,12 +159,21 @@ def sample_targets(backend, prompt: str, samples: int, seed: int = 0) -> Silhoue
     except NotImplementedError:
         raise DreamliftError(f"the {backend.name} backend cannot sample images for the area prior; "
                              "pass --area-weight 0") from None
+    targets = measure_targets(images, samples)
+    if targets is None:
+        raise DreamliftError(f"the {backend.name} backend's samples for {prompt!r} show no object "
+                             "(all background); pass --area-weight 0")
+    return targets
+
+
+def measure_targets(images: Tensor, samples: int) -> SilhouetteTargets | None:
+    """The targets measured on ``images``: (len(VIEW_WORDS) * samples, 3, R, R) in [0, 1], view-word-major (as
+    ``sample_targets`` draws them). None when some view word's samples are all background."""
     masks = foreground_masks(images.float().cpu())
     frac = masks.flatten(1).float().mean(dim=1).reshape(len(VIEW_WORDS), samples)
     ext = mask_extent(masks).reshape(len(VIEW_WORDS), samples, 2)
     if not (frac.mean(dim=1) > 0).all():
-        raise DreamliftError(f"the {backend.name} backend's samples for {prompt!r} show no object "
-                             "(all background); pass --area-weight 0")
+        return None
     area = {w: float(frac[i].mean()) for i, w in enumerate(VIEW_WORDS)}
     spread = {w: float(frac[i].std()) if samples > 1 else 0.0 for i, w in enumerate(VIEW_WORDS)}
     extent = {w: tuple(float(v) for v in ext[i].median(dim=0).values) for i, w in enumerate(VIEW_WORDS)}
