@@ -14,10 +14,11 @@ from .base import GuidanceBackend
 
 __all__ = ["AREA_SAMPLE_STEPS", "BuiltinGuidance", "pixel_x0"]
 
-# DDIM steps of the area prior's samples. 10 draws the same silhouettes as 25 up to a steady 1.08x in area (blurrier
-# edges; calib-v1, 8 samples per view word: after dividing that out, the median deviation is 0.036 in log area,
-# below the 0.04-0.07 between two seeds at 25 steps) in 0.4x the time, about 7.5 s less per run on one CPU thread;
-# --area-scale's default (0.62 = 0.67 / 1.08) divides the factor out (docs/decisions/area-scale.md).
+# DDIM steps of the area prior's samples. 10 draws the same silhouettes as 25 up to a steady factor of about 1.07 in
+# area (blurrier edges; calib-v1, 8 samples per view word: after dividing it out the median deviation is 0.030 in log
+# area, half the 0.063 between two seeds at 25 steps) in 0.4x the time, about 8 s less per run on one CPU thread;
+# --area-scale's default, 0.67 at 25 steps, became 0.62 to divide the factor out (docs/decisions/area-scale.md,
+# section area-sample-steps-calib-v1).
 AREA_SAMPLE_STEPS = 10
 
 

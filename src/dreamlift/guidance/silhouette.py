@@ -26,8 +26,8 @@ about 1.22x larger in area than the world renders them (benchmarks/area_calibrat
 with that divided out the finished NeRFs were still 1.30x the true volume at the scored
 surface (benchmarks/volume_calibration.py; a soft edge of the density), hence 0.8 / 1.30^(2/3)
 = 0.67 for samples of 25 DDIM steps. The built-in backend now samples 10 steps, which draw the
-same silhouettes 1.08x larger in area (benchmarks/area_sample_steps.py), so the default is
-0.67 / 1.08 = 0.62. Per prompt, nothing here uses ground truth: only the backend's own samples.
+same silhouettes about 1.07x larger in area (benchmarks/area_sample_steps.py), so the default
+became 0.62. Per prompt, nothing here uses ground truth: only the backend's own samples.
 
 The same samples also say the object's proportions: the median width and height of their
 foreground's bounding box, per view word (``SilhouetteTargets.extent``). Front and back give the

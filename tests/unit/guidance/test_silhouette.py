@@ -10,7 +10,8 @@ from dreamlift.config import DreamliftError
 from dreamlift.diffusion import NoiseSchedule
 from dreamlift.guidance.base import GuidanceBackend
 from dreamlift.guidance.silhouette import (VIEW_WORDS, SilhouetteTargets, area_loss,
-                                           foreground_fraction, foreground_masks, mask_extent, sample_targets)
+                                           foreground_fraction, foreground_masks, mask_extent,
+                                           measure_targets, sample_targets)
 
 
 def _disc(radius: float, colour=(0.8, 0.1, 0.1), size: int = 64) -> torch.Tensor:
@@ -206,3 +207,29 @@ def test_image_to_3d_takes_width_and_height_from_the_mask_and_depth_from_the_pri
     assert targets.extent["side"][0] == pytest.approx(4 / 16)
     g = (0.75 * 0.5 * 0.25) ** (1 / 3)
     assert targets.proportions() == pytest.approx((0.75 / g, 0.5 / g, 0.25 / g))
+
+
+def test_measuring_needs_an_object_in_every_view_words_samples():
+    images = torch.ones(len(VIEW_WORDS) * 2, 3, 16, 16)
+    images[:, :, 4:8, 4:8] = 0.0
+    assert measure_targets(images, 2).area["front"] == pytest.approx(16 / 256)
+    images[len(VIEW_WORDS) * 2 - 2:] = 1.0  # the last view word's two samples are blank
+    assert measure_targets(images, 2) is None
+
+
+def test_the_builtin_backend_draws_the_area_samples_with_ddim_at_area_sample_steps(monkeypatch):
+    from dreamlift.guidance.builtin import AREA_SAMPLE_STEPS, BuiltinGuidance
+
+    backend = BuiltinGuidance()
+    calls = []
+
+    def sample(prompts, n, **kw):
+        calls.append(kw)
+        return torch.ones(len(prompts) * n, 3, 32, 32)
+
+    monkeypatch.setattr(backend.prior, "sample", sample)
+    backend.sample_images(["a red mug, front view"], 2, seed=3)
+    backend.sample_images(["a red mug, front view"], 2, seed=3, steps=25)
+    assert [c["steps"] for c in calls] == [AREA_SAMPLE_STEPS, 25]
+    assert all(c["seed"] == 3 and c["method"] == "ddim" and c["eta"] == 0.0 and c["guidance_scale"] == 3.0
+               for c in calls)
