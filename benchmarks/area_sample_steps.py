@@ -32,18 +32,19 @@ import torch
 
 from report import write_section
 
+from dreamlift.config import DreamliftError
 from dreamlift.evaluate.suite import get_suite
+from dreamlift.generate import DEFAULT_AREA_STEPS
 from dreamlift.guidance.backends import load_backend
-from dreamlift.guidance.builtin import AREA_SAMPLE_STEPS
-from dreamlift.guidance.silhouette import VIEW_WORDS, measure_targets
+from dreamlift.guidance.silhouette import VIEW_WORDS, sample_targets
 
 
 def targets(backend, prompt: str, samples: int, seed: int, steps: int):
     t0 = time.perf_counter()
-    images = backend.sample_images([f"{prompt}, {w} view" for w in VIEW_WORDS], samples, seed, steps=steps)
-    found = measure_targets(images, samples)
-    if found is None:
-        raise SystemExit(f"the samples for {prompt!r} at {steps} steps show no object")
+    try:
+        found = sample_targets(backend, prompt, samples, seed, steps=steps)
+    except DreamliftError as e:
+        raise SystemExit(f"{e} (at {steps} steps)") from None
     return found, time.perf_counter() - t0
 
 
@@ -90,7 +91,8 @@ def main() -> None:
             f"(eta 0); each row against {args.reference} steps at seed 0 ({t_ref:.1f} s per prompt, median). "
             f"'area ratio' is the median of area / reference area over prompts and view words, '|log|' the median "
             f"|log| of that ratio, 'residual' the same after dividing the ratio out, 'proportions' the median "
-            f"|log| ratio of the proportions. Generate samples {AREA_SAMPLE_STEPS} steps at this commit.\n\n"
+            f"|log| ratio of the proportions. Generate samples "
+            + ", ".join(f"{s} steps for {r}" for r, s in DEFAULT_AREA_STEPS.items()) + " at this commit.\n\n"
             "| DDIM steps | seed | s per prompt | area ratio | area \\|log\\| | residual | proportions \\|log\\| |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     write_section(f"area-sample-steps-{args.suite}", f"The area prior's samples: DDIM steps ({args.suite})", body,

@@ -2,9 +2,9 @@
 
     python benchmarks/extent_calibration.py [--suite calib-v1]
 
-The area prior's samples (``dreamlift.guidance.silhouette.sample_targets``: 8 per view word, DDIM steps
-``AREA_SAMPLE_STEPS`` (25 when the recorded section ran, 10 since), guidance 3, exactly as ``dreamlift generate``
-draws them) also give the median bounding box of each view
+The area prior's samples (``dreamlift.guidance.silhouette.sample_targets``: 8 per view word, 25 DDIM steps
+(``AREA_SAMPLE_STEPS``, as ``dreamlift generate`` draws them for the Gaussians; the NeRF's 10 differ by a steady
+factor in area, section area-sample-steps-calib-v1), guidance 3) also give the median bounding box of each view
 word's foreground; ``SilhouetteTargets.extents`` reads the object's width (x, front and back views), height
 (y, front and back) and depth (z, side views) from them, and ``proportions`` divides those by their
 geometric mean. The 3D Gaussians' start takes those proportions at the ball's volume

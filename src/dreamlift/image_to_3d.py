@@ -43,7 +43,7 @@ class ImageTo3DConfig(GenerateConfig):
     """Settings of ``dreamlift image-to-3d``: generate's, with a reference image instead of the prompt."""
 
     OPTION_GROUPS = ("the run", "the reference", "the prompt", "outputs", "score distillation", "shading",
-                     "expert: the reference losses", "the area prior", "expert: losses and timesteps",
+                     "expert: the reference losses", "the area prior", "expert: the area prior", "expert: losses and timesteps",
                      "expert: the NeRF", "expert: 3D Gaussians")
 
     prompt: str = option("", "an optional caption of the object (adds the text prior's score distillation)",

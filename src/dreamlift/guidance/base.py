@@ -72,8 +72,9 @@ class GuidanceBackend(ABC):
         (DeepFloyd IF's T5-XXL: about 9.5 GB in fp16); encode_text then serves only those prompts. Default:
         nothing to free."""
 
-    def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0) -> Tensor:
-        """Sample ``n_per_prompt`` images per prompt, (len(prompts) * n, 3, H, W) in [0, 1], prompt-major.
+    def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0, steps: int | None = None) -> Tensor:
+        """Sample ``n_per_prompt`` images per prompt, (len(prompts) * n, 3, H, W) in [0, 1], prompt-major, in
+        ``steps`` sampling steps (None: the backend's default).
 
         Optional (the area prior uses it); backends that cannot sample cheaply raise NotImplementedError.
         """

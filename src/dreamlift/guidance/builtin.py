@@ -14,12 +14,10 @@ from .base import GuidanceBackend
 
 __all__ = ["AREA_SAMPLE_STEPS", "BuiltinGuidance", "pixel_x0"]
 
-# DDIM steps of the area prior's samples. 10 draws the same silhouettes as 25 up to a steady factor of about 1.07 in
-# area (blurrier edges; calib-v1, 8 samples per view word: after dividing it out the median deviation is 0.030 in log
-# area, half the 0.063 between two seeds at 25 steps) in 0.4x the time, about 8 s less per run on one CPU thread;
-# --area-scale's default, 0.67 at 25 steps, became 0.62 to divide the factor out (docs/decisions/area-scale.md,
-# section area-sample-steps-calib-v1).
-AREA_SAMPLE_STEPS = 10
+# DDIM steps of the area samples when the caller names none: the count --area-scale's 0.67 was calibrated at.
+# generate chooses per representation (generate.DEFAULT_AREA_STEPS: 10 for the NeRF, whose IoU did not move, with
+# the scale 0.62 dividing out the blurrier samples' 1.07x larger areas; docs/decisions/area-scale.md).
+AREA_SAMPLE_STEPS = 25
 
 
 def pixel_x0(images: Tensor, resolution: int) -> Tensor:
@@ -101,8 +99,8 @@ class BuiltinGuidance(GuidanceBackend):
     def predict_eps(self, x_t: Tensor, t: Tensor, cond: TextEmbedding) -> Tensor:
         return self.prior.predict_eps(x_t, t, cond)
 
-    def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0,
-                      steps: int = AREA_SAMPLE_STEPS) -> Tensor:
-        """DDIM, ``steps`` steps, guidance 3 (the prior's own default scale): cheap samples for the area prior."""
-        return self.prior.sample(prompts, n_per_prompt, steps=steps, guidance_scale=3.0, seed=seed,
-                                 method="ddim", eta=0.0)
+    def sample_images(self, prompts: list[str], n_per_prompt: int, seed: int = 0, steps: int | None = None) -> Tensor:
+        """DDIM, ``steps`` steps (None: AREA_SAMPLE_STEPS), guidance 3 (the prior's own default scale): cheap samples
+        for the area prior."""
+        return self.prior.sample(prompts, n_per_prompt, steps=AREA_SAMPLE_STEPS if steps is None else steps,
+                                 guidance_scale=3.0, seed=seed, method="ddim", eta=0.0)

@@ -43,7 +43,8 @@ class SDSObjective:
 
         if self.cfg.area_weight > 0 and self.area_targets is None:
             t0 = time.perf_counter()
-            self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed)
+            self.area_targets = sample_targets(self.backend, self.cfg.prompt, self.cfg.area_samples, self.cfg.seed,
+                                               steps=self.cfg.area_steps)
             self.area_seconds = time.perf_counter() - t0
         from .sds import run_prompts
 

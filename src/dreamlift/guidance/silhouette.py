@@ -145,8 +145,9 @@ class SilhouetteTargets:
                    None if extent is None else {k: (float(v[0]), float(v[1])) for k, v in extent.items()})
 
 
-def sample_targets(backend, prompt: str, samples: int, seed: int = 0) -> SilhouetteTargets:
-    """Sample ``samples`` images per view word from ``backend`` and measure their foreground fraction.
+def sample_targets(backend, prompt: str, samples: int, seed: int = 0, steps: int | None = None) -> SilhouetteTargets:
+    """Sample ``samples`` images per view word from ``backend`` (``steps`` sampling steps; None: the backend's
+    default) and measure their foreground fraction.
 
     Raises:
         DreamliftError: the backend cannot sample images, or its samples have no foreground.
@@ -155,7 +156,7 @@ def sample_targets(backend, prompt: str, samples: int, seed: int = 0) -> Silhoue
         raise DreamliftError(f"--area-samples must be positive, got {samples}")
     prompts = [f"{prompt}, {w} view" for w in VIEW_WORDS]
     try:
-        images = backend.sample_images(prompts, samples, seed)  # (4 * samples, 3, R, R), prompt-major
+        images = backend.sample_images(prompts, samples, seed, steps)  # (4 * samples, 3, R, R), prompt-major
     except NotImplementedError:
         raise DreamliftError(f"the {backend.name} backend cannot sample images for the area prior; "
                              "pass --area-weight 0") from None

@@ -85,7 +85,7 @@ class SquaresBackend(GuidanceBackend):
     def predict_eps(self, x_t, t, cond):
         return torch.zeros_like(x_t)
 
-    def sample_images(self, prompts, n_per_prompt, seed=0):
+    def sample_images(self, prompts, n_per_prompt, seed=0, steps=None):
         self.prompts.extend(prompts)
         out = torch.ones(len(prompts) * n_per_prompt, 3, 32, 32)
         for i, p in enumerate(prompts):
@@ -109,7 +109,7 @@ def test_targets_come_from_the_backends_samples_per_view_word():
 
 def test_backends_that_cannot_sample_or_draw_nothing_give_clear_errors():
     class Blank(SquaresBackend):
-        def sample_images(self, prompts, n_per_prompt, seed=0):
+        def sample_images(self, prompts, n_per_prompt, seed=0, steps=None):
             return torch.ones(len(prompts) * n_per_prompt, 3, 32, 32)
 
     class NoSampler(SquaresBackend):
@@ -141,7 +141,7 @@ def test_extents_come_from_the_samples_and_give_the_objects_proportions():
     class Boxes(SquaresBackend):
         BOX = {"front": (16, 8), "back": (12, 8), "side": (4, 8), "overhead": (16, 4)}  # (width, height) px
 
-        def sample_images(self, prompts, n_per_prompt, seed=0):
+        def sample_images(self, prompts, n_per_prompt, seed=0, steps=None):
             out = torch.ones(len(prompts) * n_per_prompt, 3, 32, 32)
             for i, p in enumerate(prompts):
                 w, h = self.BOX[p.split(", ")[-1].split()[0]]
@@ -229,7 +229,46 @@ def test_the_builtin_backend_draws_the_area_samples_with_ddim_at_area_sample_ste
 
     monkeypatch.setattr(backend.prior, "sample", sample)
     backend.sample_images(["a red mug, front view"], 2, seed=3)
-    backend.sample_images(["a red mug, front view"], 2, seed=3, steps=25)
-    assert [c["steps"] for c in calls] == [AREA_SAMPLE_STEPS, 25]
+    backend.sample_images(["a red mug, front view"], 2, seed=3, steps=10)
+    assert [c["steps"] for c in calls] == [AREA_SAMPLE_STEPS, 10] and AREA_SAMPLE_STEPS == 25
     assert all(c["seed"] == 3 and c["method"] == "ddim" and c["eta"] == 0.0 and c["guidance_scale"] == 3.0
                for c in calls)
+
+
+def test_sample_targets_passes_the_step_count_to_the_backend():
+    class Counting(SquaresBackend):
+        def sample_images(self, prompts, n_per_prompt, seed=0, steps=None):
+            self.steps = steps
+            return super().sample_images(prompts, n_per_prompt, seed, steps)
+
+    backend = Counting()
+    sample_targets(backend, "a red mug", 2, seed=1, steps=7)
+    assert backend.steps == 7
+    sample_targets(backend, "a red mug", 2)
+    assert backend.steps is None  # the backend's own default
+
+
+@pytest.mark.parametrize("representation, steps, scale", [("nerf", 10, 0.62), ("gaussians", 25, 0.67)])
+def test_generate_draws_each_representations_area_samples_at_its_steps_and_scale(monkeypatch, representation,
+                                                                                  steps, scale):
+    """The Gaussians keep 25 DDIM steps (their core-v1 IoU fell at 10), the NeRF takes 10; the scale follows the
+    steps unless set, and the objective asks the backend for exactly those steps."""
+    from dreamlift.generate import GenerateConfig, default_area_scale
+    from dreamlift.guidance.objectives import SDSObjective
+
+    cfg = GenerateConfig(prompt="a red mug", representation=representation).resolved()
+    assert (cfg.area_steps, cfg.area_scale) == (steps, scale)
+    other = GenerateConfig(prompt="a red mug", representation=representation, area_steps=35 - steps).resolved()
+    assert other.area_scale == {10: 0.67, 25: 0.62}[steps]  # the other calibration's
+    kept = GenerateConfig(prompt="a red mug", representation=representation, area_steps=3, area_scale=0.5).resolved()
+    assert (kept.area_steps, kept.area_scale) == (3, 0.5)
+    assert [default_area_scale(s) for s in (1, 10, 17, 18, 25, 100)] == [0.62, 0.62, 0.62, 0.67, 0.67, 0.67]
+
+    backend = SquaresBackend()
+    asked = []
+    real = backend.sample_images
+    monkeypatch.setattr(backend, "sample_images", lambda *a, **k: asked.append(a[3]) or real(*a, **k))
+    monkeypatch.setattr(backend, "freeze_prompts", lambda prompts: None, raising=False)
+    objective = SDSObjective(cfg, backend)
+    objective.prepare()
+    assert asked == [steps] and objective.area_targets is not None
