@@ -1,8 +1,12 @@
-"""Write one section of docs/BENCHMARKS.md, leaving the other sections as they are.
+"""Write one section of docs/BENCHMARKS.md (or docs/EXPERIMENTS.md), leaving the other sections as they are.
 
 Each benchmark script owns the text between ``<!-- bench:NAME -->`` and
 ``<!-- /bench:NAME -->`` and rewrites only that, with the command that produced it,
 the machine and the date.
+
+docs/BENCHMARKS.md holds only the current defaults' results: the sections its opening table lists, which
+``run_all.py`` regenerates. Any other section is an experiment (a setting compared to choose a default) and goes to
+docs/EXPERIMENTS.md, where the decision pages under docs/decisions/ quote it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"
+EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
 HEADER = ("# Benchmarks\n\nEvery section below is written by a script under `benchmarks/`; rerun the command "
           "shown to reproduce it. Figures are medians of several runs unless stated; the machines are "
           "shared and noisy, so compare ratios measured in one run rather than absolute times across runs.\n")
+EXPERIMENTS_HEADER = (
+    "# Experiments\n\nThe recorded runs behind the pages under [decisions/](decisions/README.md): each section compared "
+    "settings once, to choose a default, and names the command, machine, date and commit it ran at (its figures are "
+    "also in `docs/benchmarks/<section>.json`). They are not rerun by `benchmarks/run_all.py`: the current defaults' "
+    "results are in [BENCHMARKS.md](BENCHMARKS.md). A section here is written by its script whenever the section is "
+    "not one that BENCHMARKS.md's table lists.\n")
 
 
 def machine() -> str:
@@ -87,6 +98,17 @@ JSON_DIR = ROOT / "docs" / "benchmarks"
 COMMITS_START, COMMITS_END = "<!-- commits -->", "<!-- /commits -->"
 
 
+def current_sections(doc: str) -> list[str]:
+    """The sections that BENCHMARKS.md's opening table lists (``| name | what | `script` |`` rows before the first
+    section): the current defaults' results."""
+    return re.findall(r"^\| ([\w.-]+) \| .* \| `[^`]*` \|$", doc.split("<!-- bench:")[0], flags=re.M)
+
+
+def doc_for(name: str) -> Path:
+    """Where the section ``name`` belongs: BENCHMARKS.md if its table lists it, else EXPERIMENTS.md."""
+    return DOC if DOC.exists() and name in current_sections(DOC.read_text()) else EXPERIMENTS
+
+
 def _commit_time(commit: str) -> int:
     """The commit's time (seconds), to order sections of one day; 0 where git does not know it."""
     try:
@@ -118,7 +140,7 @@ def with_commit_list(doc: str) -> str:
              "it measures changed since; `python benchmarks/run_all.py` reruns them all at one commit.", "",
              "| commit | date | sections |", "|---|---|---|"]
     lines += [f"| {c} | {dates[c]} | {', '.join(names[c])} |" for c in rows]
-    listed = re.findall(r"^\| ([\w.-]+) \| .* \| `[^`]*` \|$", doc.split("<!-- bench:")[0], flags=re.M)
+    listed = current_sections(doc)
     run = {name for name, _, _ in stamps}
     missing = [name for name in listed if name not in run]
     if missing:
@@ -127,8 +149,9 @@ def with_commit_list(doc: str) -> str:
 
 
 def write_section(name: str, title: str, body: str, data: dict | None = None, ran: dict | None = None) -> None:
-    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md; with ``data``, also write its figures as
-    docs/benchmarks/NAME.json (with the same command, machine, date and commit).
+    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md, or of docs/EXPERIMENTS.md when BENCHMARKS.md's
+    table does not list it (``doc_for``); with ``data``, also write its figures as docs/benchmarks/NAME.json (with
+    the same command, machine, date and commit).
 
     ``ran``: the command, machine, date and commit of a run made elsewhere (``run_stamp`` there: a GPU machine
     that has no git), to record instead of this process's own."""
@@ -136,14 +159,16 @@ def write_section(name: str, title: str, body: str, data: dict | None = None, ra
     command, stamp, commit = ran["command"], ran["date"], ran["commit"]
     text = (f"<!-- bench:{name} -->\n## {title}\n\n- command: `{command}`\n- machine: {ran['machine']}\n"
             f"- date: {stamp}, commit {commit}\n\n{body.strip()}\n<!-- /bench:{name} -->")
-    doc = DOC.read_text() if DOC.exists() else HEADER
+    path = doc_for(name)
+    doc = path.read_text() if path.exists() else (HEADER if path == DOC else EXPERIMENTS_HEADER)
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     if start in doc and end in doc:
         doc = doc[: doc.index(start)] + text + doc[doc.index(end) + len(end):]
     else:
         end_of_sections = doc.index(COMMITS_START) if COMMITS_START in doc else len(doc)
         doc = doc[:end_of_sections].rstrip() + "\n\n" + text + "\n\n" + doc[end_of_sections:]
-    doc = with_commit_list(doc)
+    if path == DOC:
+        doc = with_commit_list(doc)
     from dreamlift.config import atomic_write
 
     if data is not None:
@@ -153,4 +178,4 @@ def write_section(name: str, title: str, body: str, data: dict | None = None, ra
         record = {"section": name, "title": title, "command": command, "machine": ran["machine"], "date": stamp,
                   "commit": commit, "data": data}
         atomic_write(JSON_DIR / f"{name}.json", (json.dumps(record, indent=1, default=str) + "\n").encode())
-    atomic_write(DOC, doc.encode())
+    atomic_write(path, doc.encode())

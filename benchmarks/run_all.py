@@ -21,7 +21,8 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
   (``batch.py``), about an hour.
 - ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 15 min) and suite image-v1 with
   Gaussians (``image_to_3d.py``: image-to-3d at 3 seeds, the reference-only and text-to-3D baselines and the
-  ceiling at seed 0, about 80 min).
+  ceiling at seed 0, about 80 min), then image-to-3d with the NeRF at the first seed (``--representation nerf``,
+  about 20 min).
 - ``world``, ``demo2d``: making the world's datasets (``world_dataset.py``) and the 2D DDPM demo (``demo2d.py``).
 
 Results go to ``results/current-*`` (made by these scripts, resumable: a rerun after an interruption scores the
@@ -91,6 +92,9 @@ def main() -> None:
             _run(["benchmarks/novel_view.py", "--seeds", "0", "1", "2"])
             _run(["benchmarks/image_to_3d.py", "--seeds", *map(str, args.seeds), "--baseline-seeds", str(args.seeds[0]),
                   "--jobs", str(args.jobs), "--out", "results/current-image-v1"], env=one_thread)
+            _run(["benchmarks/image_to_3d.py", "--representation", "nerf", "--seeds", str(args.seeds[0]),
+                  "--baseline-seeds", "--no-ceiling", "--jobs", str(args.jobs), "--out",
+                  "results/current-image-v1-nerf"], env=one_thread)
         elif area == "world":
             _run(["benchmarks/world_dataset.py", "--images", "10000", "--runs", "3"])
         elif area == "demo2d":

@@ -77,7 +77,7 @@ REPRESENTATION_PRESETS: dict[str, dict[str, dict[str, float | int]]] = {
 # Default guidance scale per backend (DreamFusion uses 100 with Imagen; small priors need less).
 DEFAULT_GUIDANCE = {"builtin": 20.0, "stable-diffusion": 100.0, "deepfloyd-if": 20.0}
 # Default weight of the area prior per backend: on for the built-in prior, whose samples are cheap and
-# whose size bias is measured (docs/BENCHMARKS.md, area-calibration); off for the diffusers backends.
+# whose size bias is measured (docs/decisions/area-scale.md); off for the diffusers backends.
 DEFAULT_AREA_WEIGHT = {"builtin": 100.0, "stable-diffusion": 0.0, "deepfloyd-if": 0.0}
 # The surface level (marching cubes, scored occupancy) of each representation when --surface-density is unset:
 # a NeRF's density and the Gaussians' sum of opacity-weighted kernels are different units
@@ -99,7 +99,7 @@ DEFAULT_INIT_SHAPE = "ball"
 # and the shapes stayed near the first ball (docs/decisions/gaussians-position-lr.md). Image-to-3d keeps 0.1 (it tied there).
 DEFAULT_POSITION_LR_SCALE = 6.0
 # The NeRF's density bias (lambda, c) when the area prior holds the size: weak and wide, so tall and wide
-# objects are not squashed into a ball (docs/BENCHMARKS.md, sections sds-blob and sds-area).
+# objects are not squashed into a ball (docs/decisions/area-prior.md).
 AREA_PRIOR_BLOB = (2.0, 1.0)
 
 

@@ -5,8 +5,7 @@ object at distance 3.0-3.6 with a 40-50 degree field of view, so a NeRF twice to
 only looks like the object seen from a little too close, and the SDS gradient barely
 objects. DreamFusion and Magic3D hold size with a fixed density "blob" at the centre,
 which is the same ball for every prompt: it squashes tall and wide objects (a lamp, a
-dumbbell) and still lets flat ones spread (docs/BENCHMARKS.md, sections sds-blob and
-sds-area).
+dumbbell) and still lets flat ones spread (docs/decisions/area-prior.md).
 
 Here the text sets the size instead. Before the optimisation, the backend samples a few
 images of ``"<prompt>, <view> view"`` for every view word and measures the fraction of

@@ -2,7 +2,7 @@
 
 The built-in prior learnt 21 colour words (``dreamlift.world.captions.COLOUR_SYNONYMS``). Its text encoder
 places most other colour words nowhere near the right colour ("cobalt" nearest black, "lemon" nearest
-orange: docs/BENCHMARKS.md, section prior-colour-words), so a colour word is read through a table of colour
+orange: docs/decisions/colour-words.md), so a colour word is read through a table of colour
 names instead, and only words no table knows fall back to the encoder (``dreamlift.prior.vocabulary``).
 
 The tables, in the order they are consulted:

@@ -5,7 +5,7 @@ The prior learnt every word it can follow from its training captions
 view words). Its U-Net follows the *tokens* it saw, not what a new word means: prompts with
 held-out colour words get the right colour 1 time in 7 even where the text encoder itself places
 the prompt nearest the right colour ("a peach mug" nearest "an orange mug"), and "a cobalt sedan"
-was distilled into something the evaluator recognises on none of its views (docs/BENCHMARKS.md).
+was distilled into something the evaluator recognises on none of its views (docs/decisions/colour-words.md).
 
 So a prompt with a word outside that vocabulary is rewritten, before the prior sees it, into the
 world caption that the text encoder (all-MiniLM-L6-v2) places nearest — the encoder's knowledge

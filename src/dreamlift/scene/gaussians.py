@@ -180,7 +180,7 @@ class Gaussians(nn.Module):
         turntable and as a porous field in 3D (on suite calib-v1 the unfiltered field held 14-60% of the true
         volume at the surface level). The filter is that low-pass taken back into 3D at the training cameras'
         distance, so the outputs keep what the renders showed. Applied in training as well, it made shapes
-        worse (docs/BENCHMARKS.md, section gaussians-filter-calib)."""
+        worse (docs/decisions/gaussians-3d-filter.md)."""
         if self.filter_scale <= 0 or self.training:
             return self.log_scales
         return 0.5 * torch.logaddexp(2 * self.log_scales, torch.full_like(self.log_scales, 2 * math.log(self.filter_scale)))

@@ -15,7 +15,7 @@ field for guidance at 512 px (the sd and if presets).
   (``MAGIC3D_BLOB``, the default when nothing else holds the size) pulls objects towards a
   ball of half the world's radius; weaker, wider biases (lambda 2, c 1) free wide and tall
   objects (a dumbbell: IoU 0.04 -> 0.67) but alone let compact ones swell (a car: 0.63 ->
-  0.25; docs/BENCHMARKS.md, section sds-blob). ``dreamlift generate`` therefore uses the weak
+  0.25; docs/decisions/area-prior.md). ``dreamlift generate`` therefore uses the weak
   bias only together with its area prior (``dreamlift.guidance.silhouette``), which holds
   the size the text implies.
 - albedo   a(x) = sigmoid(h_{1:4}(x)).
