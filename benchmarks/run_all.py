@@ -10,19 +10,19 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
   the bar at the settings ``dreamlift sample`` uses at five seeds (``prior_guidance.py``) and what the bar can
   measure (``evaluator_bar.py``); the held-out set (``data/world-heldout``, 10,000 renders of seed 1) is made
   first if it is missing.
-- ``colour-words``: the colour tables and the prior's samples of colour words (``colour_words.py``), 6 min.
+- ``colour-words``: the colour tables and the prior's samples of colour words (``colour_words.py``), 10 min.
 - ``core``: suite core-v1 with both representations, the Gaussians' ceiling and the step split
   (``representations.py``, seeds from ``--seeds``), then the NeRF's ceiling (``eval_suite.py --ceiling``);
   about 50 min a seed, 12 min the NeRF ceiling, with 2 worker processes.
 - ``sd-speed``: one SDS step with a Stable-Diffusion-sized denoiser (``sd_speed.py``) at the fast preset and at
-  ``--preset sd`` (threestudio's settings), 10 min each on this CPU, then the sd preset field's memory compacted and
-  masked (``field_memory.py``, 8 min).
+  ``--preset sd`` (threestudio's settings), 4 and 7 min on this CPU, then the sd preset field's memory compacted
+  and masked (``field_memory.py``, 9 min).
 - ``batch``: suite core-v1 through ``dreamlift batch`` on the local pool and on a local Ray cluster
   (``batch.py``), about an hour.
-- ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 15 min) and suite image-v1 with
+- ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 8 min) and suite image-v1 with
   Gaussians (``image_to_3d.py``: image-to-3d at 3 seeds, the reference-only and text-to-3D baselines and the
   ceiling at seed 0, about 80 min), then image-to-3d with the NeRF at the first seed (``--representation nerf``,
-  about 20 min).
+  about 15 min).
 - ``world``, ``demo2d``: making the world's datasets (``world_dataset.py``) and the 2D DDPM demo (``demo2d.py``).
 
 Results go to ``results/current-*`` (made by these scripts, resumable: a rerun after an interruption scores the
