@@ -1,4 +1,4 @@
-"""How large does the prior draw an object, against the world's own renders? Writes a section of docs/BENCHMARKS.md.
+"""How large does the prior draw an object, against the world's own renders? Writes a section of docs/EXPERIMENTS.md.
 
     python benchmarks/area_calibration.py
 

@@ -1,4 +1,4 @@
-"""How many DDIM steps do the area prior's samples need? Writes a section of docs/BENCHMARKS.md.
+"""How many DDIM steps do the area prior's samples need? Writes a section of docs/EXPERIMENTS.md.
 
     python benchmarks/area_sample_steps.py [--suite calib-v1] [--steps 10 15] [--reference 25]
 

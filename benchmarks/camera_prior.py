@@ -14,7 +14,7 @@ and colour heads. Setups, each from the same noise:
 
 The figures are the fraction of samples judged the asked view (front, side and back separately; the
 evaluator itself names 9x% of true views right, see section "prior"), and the category and colour accuracy.
-Writes the section camera-prior of docs/BENCHMARKS.md.
+Writes the section camera-prior of docs/EXPERIMENTS.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Compare finished suite runs prompt by prompt (IoU); writes a section of docs/BENCHMARKS.md.
+"""Compare finished suite runs prompt by prompt (IoU); writes a section of docs/EXPERIMENTS.md.
 
     python benchmarks/compare_runs.py results/core-v1-blob10 results/core-v1-blob2 results/core-v1-blob5 \\
         --keys nerf.blob_density nerf.blob_radius --section sds-blob \\

@@ -1,7 +1,7 @@
 """Distillation methods against the shipped default, in one run: SDS, classifier score distillation (CSD),
 interval score matching (ISM), SDS with Perp-Neg's view negatives (weight 1), variational score distillation
 (VSD) and SDS from the camera-aware prior (``--model camera``), on both representations, scored against the
-world's true shapes; writes the section distillation-<suite> of docs/BENCHMARKS.md.
+world's true shapes; writes the section distillation-<suite> of docs/EXPERIMENTS.md.
 
     OMP_NUM_THREADS=1 python benchmarks/distillation.py --suite calib-v1 --seeds 0 --jobs 2
     OMP_NUM_THREADS=1 python benchmarks/distillation.py --suite core-v1 --seeds 0 1 2 --jobs 2
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="default: results/distillation-<suite>")
     ap.add_argument("--set", default="", help="generate settings for every run, comma-separated KEY=VALUE "
                     "(for a quick check of this script: steps=10,mesh_resolution=32)")
-    ap.add_argument("--no-write", action="store_true", help="print; leave docs/BENCHMARKS.md alone")
+    ap.add_argument("--no-write", action="store_true", help="print; leave docs/EXPERIMENTS.md alone")
     ap.add_argument("--note", default="", help="a sentence for the section, e.g. which runs were read back from "
                     "an earlier invocation at which commit")
     args = ap.parse_args()

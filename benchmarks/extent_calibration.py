@@ -1,4 +1,4 @@
-"""Does the prior draw an object in its true proportions? Writes a section of docs/BENCHMARKS.md.
+"""Does the prior draw an object in its true proportions? Writes a section of docs/EXPERIMENTS.md.
 
     python benchmarks/extent_calibration.py [--suite calib-v1]
 

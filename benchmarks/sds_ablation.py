@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, nargs="+", default=list(SUBSET), help="core-v1 indices")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="override every variant's steps (quick checks only)")
-    ap.add_argument("--no-write", action="store_true", help="print the table instead of writing docs/BENCHMARKS.md")
+    ap.add_argument("--no-write", action="store_true", help="print the table instead of writing docs/EXPERIMENTS.md")
     args = ap.parse_args()
     default = next(iter(VARIANTS))
     tasks = [(v, s, i, args.steps) for v in args.variants for s in (args.seeds if v == default else args.seeds[:1])

@@ -1,5 +1,5 @@
 """Which density is a NeRF's surface? Rescore finished suite runs at several levels; writes a section of
-docs/BENCHMARKS.md (surface-level-<label>).
+docs/EXPERIMENTS.md (surface-level-<label>).
 
     OMP_NUM_THREADS=1 python benchmarks/eval_suite.py --suite calib-v1 --jobs 2 --out results/calib-v1 --no-write
     python benchmarks/surface_level.py results/calib-v1 --levels 1 2 5 10 20

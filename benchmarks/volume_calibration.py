@@ -1,4 +1,4 @@
-"""Is the area prior's size right in 3D? Writes a section of docs/BENCHMARKS.md (volume-calibration-<label>).
+"""Is the area prior's size right in 3D? Writes a section of docs/EXPERIMENTS.md (volume-calibration-<label>).
 
     OMP_NUM_THREADS=1 python benchmarks/eval_suite.py --suite calib-v1 --jobs 2 --out results/calib-v1 --no-write
     python benchmarks/volume_calibration.py results/calib-v1
