@@ -29,10 +29,10 @@ HEADER = ("# Benchmarks\n\nEvery section below is written by a script under `ben
           "shared and noisy, so compare ratios measured in one run rather than absolute times across runs.\n")
 EXPERIMENTS_HEADER = (
     "# Experiments\n\nThe recorded runs behind the pages under [decisions/](decisions/README.md): each section compared "
-    "settings once, to choose a default, and names the command, machine, date and commit it ran at (its figures are "
-    "also in `docs/benchmarks/<section>.json`). They are not rerun by `benchmarks/run_all.py`: the current defaults' "
-    "results are in [BENCHMARKS.md](BENCHMARKS.md). A section here is written by its script whenever the section is "
-    "not one that BENCHMARKS.md's table lists.\n")
+    "settings once, to choose a default, and names the command, machine, date and commit it ran at (where its "
+    "script saves them, its figures are also in `docs/benchmarks/<section>.json`). They are not rerun by "
+    "`benchmarks/run_all.py`: the current defaults' results are in [BENCHMARKS.md](BENCHMARKS.md). A section here is "
+    "written by its script whenever the section is not one that BENCHMARKS.md's table lists.\n")
 
 
 def machine() -> str:
