@@ -24,9 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
-HEADER = ("# Benchmarks\n\nEvery section below is written by a script under `benchmarks/`; rerun the command "
-          "shown to reproduce it. Figures are medians of several runs unless stated; the machines are "
-          "shared and noisy, so compare ratios measured in one run rather than absolute times across runs.\n")
 EXPERIMENTS_HEADER = (
     "# Experiments\n\nThe recorded runs behind the pages under [decisions/](decisions/README.md): each section compared "
     "settings once, to choose a default, and names the command, machine, date and commit it ran at (where its "
@@ -98,15 +95,18 @@ JSON_DIR = ROOT / "docs" / "benchmarks"
 COMMITS_START, COMMITS_END = "<!-- commits -->", "<!-- /commits -->"
 
 
-def current_sections(doc: str) -> list[str]:
-    """The sections that BENCHMARKS.md's opening table lists (``| name | what | `script` |`` rows before the first
-    section): the current defaults' results."""
-    return re.findall(r"^\| ([\w.-]+) \| .* \| `[^`]*` \|$", doc.split("<!-- bench:")[0], flags=re.M)
+def current_sections(doc: str) -> dict[str, str]:
+    """The sections that BENCHMARKS.md's opening table lists (``| name | what | `script flags` |`` rows before the
+    first section), in the table's order, each with the script and flags that write it: the current defaults' results."""
+    return dict(re.findall(r"^\| ([\w.-]+) \| .* \| `([^`]*)` \|$", doc.split("<!-- bench:")[0], flags=re.M))
 
 
-def doc_for(name: str) -> Path:
-    """Where the section ``name`` belongs: BENCHMARKS.md if its table lists it, else EXPERIMENTS.md."""
-    return DOC if DOC.exists() and name in current_sections(DOC.read_text()) else EXPERIMENTS
+def doc_for(name: str, bench: str | None = None) -> Path:
+    """Where the section ``name`` belongs: BENCHMARKS.md if its table lists it, else EXPERIMENTS.md (``bench``:
+    BENCHMARKS.md's text when the caller has read it already)."""
+    if bench is None:
+        bench = DOC.read_text() if DOC.exists() else ""
+    return DOC if name in current_sections(bench) else EXPERIMENTS
 
 
 def _commit_time(commit: str) -> int:
@@ -159,8 +159,9 @@ def write_section(name: str, title: str, body: str, data: dict | None = None, ra
     command, stamp, commit = ran["command"], ran["date"], ran["commit"]
     text = (f"<!-- bench:{name} -->\n## {title}\n\n- command: `{command}`\n- machine: {ran['machine']}\n"
             f"- date: {stamp}, commit {commit}\n\n{body.strip()}\n<!-- /bench:{name} -->")
-    path = doc_for(name)
-    doc = path.read_text() if path.exists() else (HEADER if path == DOC else EXPERIMENTS_HEADER)
+    bench = DOC.read_text() if DOC.exists() else ""
+    path = doc_for(name, bench)
+    doc = bench if path == DOC else EXPERIMENTS.read_text() if EXPERIMENTS.exists() else EXPERIMENTS_HEADER
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     if start in doc and end in doc:
         doc = doc[: doc.index(start)] + text + doc[doc.index(end) + len(end):]
