@@ -109,6 +109,7 @@ def measure(folder: Path, device_name: str, steps: int, warmup: int, repeats: in
 
 def markdown(results: list[dict]) -> str:
     ms = lambda s: f"{1000 * s:.0f}" if s >= 0.01 else f"{1000 * s:.1f}"  # noqa: E731
+    rate = lambda v: f"{v:.1f}" if v >= 1 else f"{v:.2g}"  # noqa: E731  (a 69 s step reads 0.014, not 0.0)
     r0 = results[0]
     gpu = r0["device"] != "cpu"
     head = ["preset", "device", "dtype", "U-Net params", "render -> VAE input", "samples/ray", "compact", "compile",
@@ -120,7 +121,7 @@ def markdown(results: list[dict]) -> str:
                                               else "")
         row = [r.get("preset", "fast"), r["device"], r["dtype"], f"{r['unet_params'] / 1e6:.0f}M",
                f"{r['render']}^2 -> {r['resolution']}^2", str(r.get("num_samples", "")), r.get("compact", "auto"),
-               compiled, ms(r["per_step"]), f"{1 / r['per_step']:.1f}", *(ms(r["phases"][p]) for p in PHASES),
+               compiled, ms(r["per_step"]), rate(1 / r["per_step"]), *(ms(r["phases"][p]) for p in PHASES),
                ms(r["call"]), f"{r['per_step'] / r['call']:.1f}",
                *([f"{r['peak_gib']:.1f}", f"{r['first_step_s']:.0f}"] if gpu else [])]
         lines.append("| " + " | ".join(row) + " |")
