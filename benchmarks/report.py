@@ -97,7 +97,8 @@ COMMITS_START, COMMITS_END = "<!-- commits -->", "<!-- /commits -->"
 
 def current_sections(doc: str) -> dict[str, str]:
     """The sections that BENCHMARKS.md's opening table lists (``| name | what | `script flags` |`` rows before the
-    first section), in the table's order, each with the script and flags that write it: the current defaults' results."""
+    first section), in the table's order, each with the script and flags that write it: the current defaults'
+    results."""
     return dict(re.findall(r"^\| ([\w.-]+) \| .* \| `([^`]*)` \|$", doc.split("<!-- bench:")[0], flags=re.M))
 
 
