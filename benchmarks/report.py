@@ -102,11 +102,9 @@ def current_sections(doc: str) -> dict[str, str]:
     return dict(re.findall(r"^\| ([\w.-]+) \| .* \| `([^`]*)` \|$", doc.split("<!-- bench:")[0], flags=re.M))
 
 
-def doc_for(name: str, bench: str | None = None) -> Path:
+def doc_for(name: str, bench: str) -> Path:
     """Where the section ``name`` belongs: BENCHMARKS.md if its table lists it, else EXPERIMENTS.md (``bench``:
-    BENCHMARKS.md's text when the caller has read it already)."""
-    if bench is None:
-        bench = DOC.read_text() if DOC.exists() else ""
+    BENCHMARKS.md's text)."""
     return DOC if name in current_sections(bench) else EXPERIMENTS
 
 
