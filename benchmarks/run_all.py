@@ -21,7 +21,7 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
   (``batch.py``), about an hour.
 - ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 8 min) and suite image-v1 with
   Gaussians (``image_to_3d.py``: image-to-3d at 3 seeds, the reference-only and text-to-3D baselines and the
-  ceiling at seed 0, about 80 min), then image-to-3d with the NeRF at the first seed (``--representation nerf``,
+  ceiling at seed 0, 60-80 min), then image-to-3d with the NeRF at the first seed (``--representation nerf``,
   about 15 min).
 - ``world``, ``demo2d``: making the world's datasets (``world_dataset.py``) and the 2D DDPM demo (``demo2d.py``).
 
