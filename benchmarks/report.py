@@ -135,8 +135,8 @@ def with_commit_list(doc: str) -> str:
     rows = sorted(names, key=lambda c: (dates[c], _commit_time(c)), reverse=True)
     lines = ["## The sections by the commit they ran at", "",
              f"{len(stamps)} sections at {len(rows)} commit{'s' * (len(rows) != 1)} (made from the sections' own "
-             "stamps by `benchmarks/report.py`). A section at an older commit still describes the current code where nothing "
-             "it measures changed since; `python benchmarks/run_all.py` reruns them all at one commit.", "",
+             "stamps by `benchmarks/report.py`). A section at an older commit still describes the current code where "
+             "nothing it measures changed since; `python benchmarks/run_all.py` reruns them all at one commit.", "",
              "| commit | date | sections |", "|---|---|---|"]
     lines += [f"| {c} | {dates[c]} | {', '.join(names[c])} |" for c in rows]
     listed = current_sections(doc)

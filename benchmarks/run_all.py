@@ -18,7 +18,7 @@ Areas, each one benchmark script (its docstring says what it measures) writing i
   ``--preset sd`` (threestudio's settings), 4 and 7 min on this CPU, then the sd preset field's memory compacted
   and masked (``field_memory.py``, 9 min).
 - ``batch``: suite core-v1 through ``dreamlift batch`` on the local pool and on a local Ray cluster
-  (``batch.py``), about an hour.
+  (``batch.py``), 30-40 min.
 - ``image``: the view-conditioned prior alone (``novel_view.py``, 3 seeds, 8 min) and suite image-v1 with
   Gaussians (``image_to_3d.py``: image-to-3d at 3 seeds, the reference-only and text-to-3D baselines and the
   ceiling at seed 0, 60-80 min), then image-to-3d with the NeRF at the first seed (``--representation nerf``,
