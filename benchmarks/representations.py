@@ -5,7 +5,7 @@ representations-<suite> of docs/BENCHMARKS.md.
     OMP_NUM_THREADS=1 python benchmarks/representations.py --suite core-v1 --seeds 0 1 2 --jobs 2 --ceiling
 
 For each seed, each representation runs the whole suite through ``dreamlift eval`` (the fast preset of
-each: 1000 NeRF steps, 500 Gaussian steps), all on this machine in this one invocation; with ``--jobs 2``
+each: 1000 steps for both since 2026-12-08; before, 500 Gaussian steps), all on this machine in this one invocation; with ``--jobs 2``
 every prompt runs in its own worker process with one torch thread, beside one other prompt, whichever the
 representation, so the two are timed under the same load. Then ``--ceiling`` fits the Gaussians to
 ground-truth renders (the representation's ceiling), and ``dreamlift bench`` times steps of each

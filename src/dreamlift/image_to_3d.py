@@ -36,6 +36,9 @@ IMAGE_POSITION_LR_SCALE = 0.1
 # 0.99 of the true volume inside level 1), not the semi-transparent shells of text-to-3D that generate's 0.35
 # is for (docs/decisions/surface-level.md).
 IMAGE_SURFACE_DENSITY = 1.0
+# Gaussian steps per preset: DreamGaussian's 500 (quality 1500), the count image-v1 was measured at. Text-to-3D's
+# fast preset went to 1000 on core-v1's evidence (docs/decisions/steps.md); image-v1 has not been run at 1000.
+IMAGE_GAUSSIAN_STEPS = {"fast": 500, "quality": 1500}
 
 
 @dataclass
@@ -82,7 +85,10 @@ class ImageTo3DConfig(GenerateConfig):
         if self.preset not in ("fast", "quality"):
             raise DreamliftError(f"--preset {self.preset} is for a text backend; use fast or quality")
         out = self.out if self.out is not None else Path("outputs") / output_slug(self.image)
-        base = replace(self, prompt=self.prompt.strip() or "an object", out=out,
+        steps = self.steps
+        if steps is None and self.representation == "gaussians":
+            steps = IMAGE_GAUSSIAN_STEPS[self.preset]
+        base = replace(self, prompt=self.prompt.strip() or "an object", out=out, steps=steps,
                        guidance=self.guidance if self.guidance is not None else 5.0,
                        area_weight=0.0 if self.area_weight is None else self.area_weight,
                        surface_density=IMAGE_SURFACE_DENSITY if self.surface_density is None else self.surface_density,

@@ -51,11 +51,12 @@ def test_gaussians_write_a_standard_ply_a_mesh_and_a_checkpoint(tmp_path, capsys
     assert "export_representation" in metrics["seconds"] and np.isfinite(metrics["final_losses"]["sds"])
 
 
-def test_gaussians_preset_takes_fewer_steps():
+def test_the_presets_step_counts_by_representation():
     from dreamlift.generate import GenerateConfig
 
-    assert GenerateConfig(prompt="a red mug", representation="gaussians").resolved().steps == 500
-    assert GenerateConfig(prompt="a red mug").resolved().steps == 1000
+    assert GenerateConfig(prompt="a red mug", representation="gaussians").resolved().steps == 1000
+    assert GenerateConfig(prompt="a red mug", representation="gaussians", preset="quality").resolved().steps == 1500
+    assert GenerateConfig(prompt="a red mug", preset="quality").resolved().steps == 3000
     assert GenerateConfig(prompt="a red mug", representation="gaussians", steps=7).resolved().steps == 7
 
 

@@ -90,3 +90,19 @@ def test_an_image_suites_ceiling_is_scored_at_image_to_3ds_level_and_text_runs_a
     overridden = EvalConfig(suite="image-v1", representation="gaussians", ceiling=True, out=Path("unused"),
                             set=("surface_density=0.5",))
     assert overridden.generate_config(prompt).resolved().surface_density == 0.5
+
+
+@pytest.mark.parametrize("preset, text_steps, image_steps", [("fast", 1000, 500), ("quality", 1500, 1500)])
+def test_the_gaussians_step_count_is_each_commands_own(tmp_path, preset, text_steps, image_steps):
+    """Generate's fast Gaussians run 1000 steps (core-v1's evidence), image-to-3d's keep the 500 image-v1 was
+    measured at; the NeRF runs the preset's in both, and a given --steps is kept by both."""
+    from dreamlift.image_to_3d import IMAGE_GAUSSIAN_STEPS
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(b"")
+    assert IMAGE_GAUSSIAN_STEPS[preset] == image_steps
+    assert GenerateConfig(prompt="a red mug", representation="gaussians", preset=preset).resolved().steps == text_steps
+    assert ImageTo3DConfig(image=image, representation="gaussians", preset=preset).resolved().steps == image_steps
+    nerf = GenerateConfig(prompt="a red mug", preset=preset).resolved().steps
+    assert ImageTo3DConfig(image=image, representation="nerf", preset=preset).resolved().steps == nerf
+    assert ImageTo3DConfig(image=image, representation="gaussians", preset=preset, steps=7).resolved().steps == 7
