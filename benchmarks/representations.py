@@ -5,11 +5,11 @@ representations-<suite> of docs/BENCHMARKS.md.
     OMP_NUM_THREADS=1 python benchmarks/representations.py --suite core-v1 --seeds 0 1 2 --jobs 2 --ceiling
 
 For each seed, each representation runs the whole suite through ``dreamlift eval`` (the fast preset of
-each: 1000 steps for both since 2026-12-08; before, 500 Gaussian steps), all on this machine in this one invocation; with ``--jobs 2``
-every prompt runs in its own worker process with one torch thread, beside one other prompt, whichever the
-representation, so the two are timed under the same load. Then ``--ceiling`` fits the Gaussians to
-ground-truth renders (the representation's ceiling), and ``dreamlift bench`` times steps of each
-representation (the per-phase split of a step and the step / guided-denoiser-call ratio).
+each: 1000 steps for both since 2026-12-08; before, 500 Gaussian steps), all on this machine in this one
+invocation; with ``--jobs 2`` every prompt runs in its own worker process with one torch thread, beside one
+other prompt, whichever the representation, so the two are timed under the same load. Then ``--ceiling``
+fits the Gaussians to ground-truth renders (the representation's ceiling), and ``dreamlift bench`` times steps
+of each representation (the per-phase split of a step and the step / guided-denoiser-call ratio).
 
 Resumable: every (representation, seed) is a ``dreamlift eval`` folder under OUT; rerun the same command
 after an interruption and finished prompts are scored from their files (their times are the runs' own).
@@ -107,10 +107,13 @@ def main() -> None:
     bench = run_bench(BenchConfig(presets=("fast",), representations=tuple(reps), steps=args.bench_steps,
                                   repeats=max(3, min(10, args.bench_steps)))) if args.bench_steps > 0 else None
 
-    lines = [f"Suite {args.suite}, fast preset of each representation, seed(s) {', '.join(map(str, seeds))}; "
-             f"{args.jobs} worker process(es) of one torch thread each; results under `{args.out}`. IoU after the best turn "
-             "about +y, best of the representations per prompt and seed in bold; 'generate s' is each prompt's "
-             "whole generate run (setup, area prior, optimisation, every export).", ""]
+    steps = {r: sorted({p["steps"] for s in seeds for p in runs[(r, s)]["prompts"]}) for r in reps}
+    said = ", ".join(f"{r} {'/'.join(map(str, v))}" for r, v in steps.items())
+    lines = [f"Suite {args.suite}, fast preset of each representation (steps: {said}), seed(s) "
+             f"{', '.join(map(str, seeds))}; {args.jobs} worker process(es) of one torch thread each; results under "
+             f"`{args.out}`. IoU after the best turn about +y, best of the representations per prompt and seed in "
+             "bold; 'generate s' is each prompt's whole generate run (setup, area prior, optimisation, every "
+             "export).", ""]
     lines += _iou_table(runs, reps, seeds)
     if len(reps) == 2:
         a, b = reps
