@@ -71,7 +71,7 @@ def test_the_help_states_image_to_3ds_default(capsys):
     assert "--surface-density X density of the surface (marching cubes, scores; default: 1)" in text
 
 
-def test_an_image_suites_ceiling_is_scored_at_image_to_3ds_level_and_text_runs_at_generates(tmp_path, monkeypatch):
+def test_an_image_suites_ceiling_takes_image_to_3ds_level_and_steps_and_text_runs_generates(tmp_path, monkeypatch):
     from dreamlift.evaluate.runner import EvalConfig, reference_path
     from dreamlift.evaluate.suite import get_suite
 
@@ -79,14 +79,20 @@ def test_an_image_suites_ceiling_is_scored_at_image_to_3ds_level_and_text_runs_a
     prompt = get_suite("image-v1")[0]
     reference_path(Path("unused"), prompt).parent.mkdir(parents=True)
     reference_path(Path("unused"), prompt).write_bytes(b"")
-    levels = {}
+    levels, steps = {}, {}
     for mode in ("image", "ceiling", "text"):
         cfg = EvalConfig(suite="image-v1", representation="gaussians", ceiling=mode == "ceiling",
                          text=mode == "text", out=Path("unused"))
         levels[mode] = cfg.generate_config(prompt).resolved().surface_density
+        steps[mode] = cfg.generate_config(prompt).resolved().steps
     assert levels == {"image": 1.0, "ceiling": 1.0, "text": 0.35}
+    # the ceiling fits at image-to-3d's Gaussian step count, the text baseline runs generate's
+    assert steps == {"image": 500, "ceiling": 500, "text": 1000}
     core = EvalConfig(suite="core-v1", representation="gaussians", ceiling=True, out=Path("unused"))
     assert core.generate_config(get_suite("core-v1")[0]).resolved().surface_density == 0.35
+    assert core.generate_config(get_suite("core-v1")[0]).resolved().steps == 1000
+    given = EvalConfig(suite="image-v1", representation="gaussians", ceiling=True, out=Path("unused"), steps=30)
+    assert given.generate_config(prompt).resolved().steps == 30
     overridden = EvalConfig(suite="image-v1", representation="gaussians", ceiling=True, out=Path("unused"),
                             set=("surface_density=0.5",))
     assert overridden.generate_config(prompt).resolved().surface_density == 0.5

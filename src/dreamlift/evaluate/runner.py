@@ -129,10 +129,12 @@ class EvalConfig:
             cfg = ImageTo3DConfig(image=reference_path(self.out_dir, prompt), ref_azimuth=az, ref_elevation=el,
                                   **caption, **common)
         else:
-            if prompt.reference is not None and self.ceiling:  # an image suite's ceiling: scored as image-to-3d
-                from ..image_to_3d import IMAGE_SURFACE_DENSITY
+            if prompt.reference is not None and self.ceiling:  # an image suite's ceiling: image-to-3d's level and steps
+                from ..image_to_3d import IMAGE_GAUSSIAN_STEPS, IMAGE_SURFACE_DENSITY
 
                 common["surface_density"] = IMAGE_SURFACE_DENSITY
+                if self.steps is None and self.representation == "gaussians":
+                    common["steps"] = IMAGE_GAUSSIAN_STEPS[self.preset]
             cfg = GenerateConfig(prompt=prompt.prompt, accept_rewrite=True,  # held-out words are part of a suite
                                  **common)
         return with_overrides(cfg, self.set)
