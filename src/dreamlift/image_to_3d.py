@@ -41,6 +41,14 @@ IMAGE_SURFACE_DENSITY = 1.0
 IMAGE_GAUSSIAN_STEPS = {"fast": 500, "quality": 1500}
 
 
+def image_steps(representation: str, preset: str, steps: int | None) -> int | None:
+    """The steps of an image-to-3d run (or an image suite's ceiling): a given count, else image-to-3d's own for the
+    Gaussians, else None (the preset's)."""
+    if steps is None and representation == "gaussians":
+        return IMAGE_GAUSSIAN_STEPS.get(preset)
+    return steps
+
+
 @dataclass
 class ImageTo3DConfig(GenerateConfig):
     """Settings of ``dreamlift image-to-3d``: generate's, with a reference image instead of the prompt."""
@@ -85,9 +93,7 @@ class ImageTo3DConfig(GenerateConfig):
         if self.preset not in ("fast", "quality"):
             raise DreamliftError(f"--preset {self.preset} is for a text backend; use fast or quality")
         out = self.out if self.out is not None else Path("outputs") / output_slug(self.image)
-        steps = self.steps
-        if steps is None and self.representation == "gaussians":
-            steps = IMAGE_GAUSSIAN_STEPS[self.preset]
+        steps = image_steps(self.representation, self.preset, self.steps)
         base = replace(self, prompt=self.prompt.strip() or "an object", out=out, steps=steps,
                        guidance=self.guidance if self.guidance is not None else 5.0,
                        area_weight=0.0 if self.area_weight is None else self.area_weight,

@@ -130,11 +130,10 @@ class EvalConfig:
                                   **caption, **common)
         else:
             if prompt.reference is not None and self.ceiling:  # an image suite's ceiling: image-to-3d's level and steps
-                from ..image_to_3d import IMAGE_GAUSSIAN_STEPS, IMAGE_SURFACE_DENSITY
+                from ..image_to_3d import IMAGE_SURFACE_DENSITY, image_steps
 
                 common["surface_density"] = IMAGE_SURFACE_DENSITY
-                if self.steps is None and self.representation == "gaussians":
-                    common["steps"] = IMAGE_GAUSSIAN_STEPS[self.preset]
+                common["steps"] = image_steps(self.representation, self.preset, self.steps)
             cfg = GenerateConfig(prompt=prompt.prompt, accept_rewrite=True,  # held-out words are part of a suite
                                  **common)
         return with_overrides(cfg, self.set)
